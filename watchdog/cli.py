@@ -1,0 +1,132 @@
+"""The `tapis-watchdog` command: subcommands, and the mapping of errors to exit codes.
+
+Exit codes: 0 success; 1 unexpected failure; 2 invalid configuration or usage; 3 cannot
+authenticate to Tapis. Subcommands import their machinery lazily so that `check` and `sim`
+start fast and never import what they do not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from watchdog import __version__
+from watchdog.errors import ConfigError, TapisAuthError, WatchdogError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("TAPIS_WATCHDOG_CONFIG"),
+        metavar="FILE",
+        help="the YAML configuration (default: $TAPIS_WATCHDOG_CONFIG)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tapis-watchdog",
+        description=(
+            "Watch every active Tapis v3 job of an identity, evaluate YAML rules (runtime, "
+            "time in a status, node hours, bad inputs), cancel offending jobs through cancelJob, "
+            "prove each cancel took effect, and log every decision as a structured event."
+        ),
+        epilog="Exit codes: 0 ok, 1 unexpected failure, 2 invalid configuration or usage, "
+        "3 cannot authenticate to Tapis.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the daemon (or one poll with --once)")
+    _add_config(p)
+    p.add_argument("--dry-run", action="store_true", help="decide and log, cancel nothing")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="one poll cycle, act, wait for the cancels it sent to be confirmed or time out, exit",
+    )
+    p.set_defaults(handler="watchdog.commands:cmd_run")
+
+    p = sub.add_parser("check", help="validate the configuration and summarise its rules")
+    _add_config(p)
+    p.set_defaults(handler="watchdog.commands:cmd_check")
+
+    p = sub.add_parser("explain", help="show, rule by rule, what matches a job and why")
+    _add_config(p)
+    p.add_argument("uuids", nargs="*", metavar="UUID", help="jobs to fetch from Tapis")
+    p.add_argument(
+        "--job-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a job record in JSON (e.g. saved from the Tapis portal); no credentials needed",
+    )
+    p.add_argument("--now", metavar="TIME", help="evaluate at this UTC ISO-8601 time")
+    p.set_defaults(handler="watchdog.commands:cmd_explain")
+
+    p = sub.add_parser("test-rules", help="check rules against offline cases (jobs, a clock, verdicts)")
+    _add_config(p)
+    p.add_argument("cases", metavar="CASES.yaml", help="the case file")
+    p.set_defaults(handler="watchdog.testrules:cmd_test_rules")
+
+    p = sub.add_parser("cancel", help="cancel one job by hand and follow it until it is terminal")
+    _add_config(p)
+    p.add_argument("uuid", metavar="UUID")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler="watchdog.commands:cmd_cancel")
+
+    p = sub.add_parser("history", help="the audit trail from the state store")
+    _add_config(p)
+    p.add_argument("--since", default="24h", metavar="DURATION", help="how far back (default 24h)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler="watchdog.commands:cmd_history")
+
+    p = sub.add_parser("sim", help="run the built-in Tapis simulator")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    p.add_argument("--fleet", metavar="FILE", help="a fleet file (YAML or JSON)")
+    p.add_argument("--jobs", type=int, metavar="N", help="generate a synthetic fleet of N jobs")
+    p.add_argument("--seed", type=int, default=0, help="seed for generated fleets and faults")
+    p.add_argument("--live", action="store_true", help="jobs move through their statuses over time")
+    p.set_defaults(handler="watchdog.sim.cli:cmd_sim")
+
+    p = sub.add_parser("demo", help="run the daemon against the simulator with a small fleet")
+    p.set_defaults(handler="watchdog.demo:cmd_demo")
+    return parser
+
+
+def _resolve(spec: str) -> Handler:
+    import importlib  # noqa: PLC0415 - subcommands load only what they use
+
+    module_name, _, attr = spec.partition(":")
+    handler: Handler = getattr(importlib.import_module(module_name), attr)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = _resolve(args.handler)
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"tapis-watchdog: invalid configuration: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    except TapisAuthError as exc:
+        print(f"tapis-watchdog: cannot authenticate to Tapis: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_AUTH
+    except WatchdogError as exc:
+        print(f"tapis-watchdog: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,115 @@
+"""The exceptions tapis-watchdog raises, one tree rooted at `WatchdogError`.
+
+    WatchdogError
+    ├── ConfigError                 invalid configuration or usage (exit 2)
+    ├── JobRecordError              a job record from Tapis that cannot be read
+    ├── StateError                  the SQLite state store cannot be opened or migrated
+    └── TapisError                  a Tapis call failed (operation, http_status, detail)
+        ├── TapisUnavailableError   connection, timeout, 5xx, 429: retry later (retry_after)
+        ├── TapisAuthError          cannot authenticate (exit 3)
+        ├── TapisRequestError       any other refusal (4xx)
+        │   ├── JobNotFoundError        400 JOBS_JOB_SELECT_UUID_ERROR (Tapis sends no 404)
+        │   ├── JobNotAuthorizedError   401 JOBS_MISMATCHED_OWNER
+        │   └── JobTerminalError        409 JOBS_JOB_IN_TERMINAL_STATE on cancel
+        └── PollError               a poll could not see every active job whole
+
+Every exception carries its fields and builds its own message, so callers never format one.
+tapipy's exceptions are translated into these at one place, `watchdog.tapis`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class WatchdogError(Exception):
+    """The root of every error tapis-watchdog raises on purpose."""
+
+
+class ConfigError(WatchdogError):
+    """The configuration is invalid. `problems` holds one line per error, each naming its key path."""
+
+    def __init__(self, problems: Sequence[str], *, source: str | None = None) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            msg = f"{head}{self.problems[0]}"
+        else:
+            msg = f"{head}{len(self.problems)} errors\n" + "\n".join(
+                f"  {p}" for p in self.problems
+            )
+        super().__init__(msg)
+
+
+class JobRecordError(WatchdogError):
+    """A job record is missing a field or has a value that cannot be read."""
+
+    def __init__(self, job_uuid: str | None, detail: str) -> None:
+        self.job_uuid = job_uuid
+        self.detail = detail
+        super().__init__(f"job {job_uuid or '<no uuid>'}: {detail}")
+
+
+class StateError(WatchdogError):
+    """The state store cannot be opened, migrated or written."""
+
+
+class TapisError(WatchdogError):
+    """A call to Tapis failed."""
+
+    def __init__(
+        self,
+        operation: str,
+        detail: str,
+        *,
+        http_status: int | None = None,
+        job_uuid: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.detail = detail
+        self.http_status = http_status
+        self.job_uuid = job_uuid
+        status = f" (HTTP {http_status})" if http_status is not None else ""
+        job = f" job {job_uuid}" if job_uuid else ""
+        super().__init__(f"{operation}{job} failed{status}: {detail}")
+
+
+class TapisUnavailableError(TapisError):
+    """Tapis could not be reached or answered 5xx/429; the call may succeed later."""
+
+    def __init__(
+        self,
+        operation: str,
+        detail: str,
+        *,
+        http_status: int | None = None,
+        job_uuid: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(operation, detail, http_status=http_status, job_uuid=job_uuid)
+        self.retry_after = retry_after
+
+
+class TapisAuthError(TapisError):
+    """The configured identity cannot log in to Tapis (wrong password, bad token)."""
+
+
+class TapisRequestError(TapisError):
+    """Tapis refused the request (a 4xx other than the cases below)."""
+
+
+class JobNotFoundError(TapisRequestError):
+    """Tapis does not know the job (it answers 400, never 404)."""
+
+
+class JobNotAuthorizedError(TapisRequestError):
+    """The identity may not act on this job (401 JOBS_MISMATCHED_OWNER)."""
+
+
+class JobTerminalError(TapisRequestError):
+    """The job is already FINISHED, FAILED or CANCELLED (409 on cancel)."""
+
+
+class PollError(TapisError):
+    """A poll could not list every active job whole; nothing from it may be acted on."""
