@@ -1,0 +1,673 @@
+"""The SQLite state store: status clocks, (job, rule) decisions, cancel intents, the audit trail.
+
+One file in WAL mode, opened by the daemon (and read by `history`). Everything that must survive a
+restart lives here: when a job entered its status, which rules matched it and when, every cancel
+from intent to outcome, the rolling window of cancels sent, notification claims, and every event.
+
+Times are aware UTC datetimes at the API and integer microseconds since the epoch on disk, so they
+round-trip exactly and compare in SQL. A cancel intent is committed with `synchronous=FULL` before
+the cancel is sent, so not even a power loss between sending and recording can hide it; everything
+else commits with `synchronous=NORMAL`, which survives a killed process (WAL) at little cost.
+
+The schema is a list of migrations applied in order at open; `PRAGMA user_version` counts the ones
+applied. A file written by a newer tapis-watchdog is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import orjson
+
+from watchdog.errors import StateError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+    from types import TracebackType
+
+__all__ = ["MIGRATIONS", "CancelRecord", "Decision", "StateStore"]
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        job_uuid TEXT PRIMARY KEY,
+        status TEXT,
+        last_seen_at INTEGER NOT NULL,
+        terminal_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_last_seen ON jobs (last_seen_at);
+    CREATE TABLE status_clocks (
+        job_uuid TEXT NOT NULL,
+        status TEXT NOT NULL,
+        entered_at INTEGER NOT NULL,
+        PRIMARY KEY (job_uuid, status)
+    ) WITHOUT ROWID;
+    CREATE TABLE decisions (
+        job_uuid TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        first_match_at INTEGER,
+        warned_at INTEGER,
+        acted_at INTEGER,
+        cleared_at INTEGER,
+        outcome TEXT,
+        PRIMARY KEY (job_uuid, rule)
+    ) WITHOUT ROWID;
+    CREATE TABLE cancels (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_uuid TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        begun_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        finished_at INTEGER,
+        final_status TEXT,
+        latency_s REAL,
+        detail TEXT
+    );
+    CREATE INDEX cancels_job_rule ON cancels (job_uuid, rule);
+    CREATE INDEX cancels_unfinished ON cancels (finished_at) WHERE finished_at IS NULL;
+    CREATE INDEX cancels_sent ON cancels (sent_at);
+    CREATE TABLE notifications (
+        job_uuid TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        event TEXT NOT NULL,
+        claimed_at INTEGER NOT NULL,
+        PRIMARY KEY (job_uuid, rule, event)
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        job_uuid TEXT,
+        rule TEXT,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX events_job ON events (job_uuid) WHERE job_uuid IS NOT NULL;
+    """,
+)
+
+PENDING = "pending"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_JOB_TABLES = ("status_clocks", "decisions", "cancels", "notifications", "jobs")
+
+
+def _to_db(at: datetime) -> int:
+    if at.tzinfo is None:
+        msg = f"naive datetime {at.isoformat()}: the state store takes aware UTC datetimes"
+        raise ValueError(msg)
+    return (at - _EPOCH) // _MICRO
+
+
+def _from_db(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + value * _MICRO
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happened between one job and one rule. `first_match_at` is None once cleared."""
+
+    job_uuid: str
+    rule: str
+    first_match_at: datetime | None
+    warned_at: datetime | None
+    acted_at: datetime | None
+    cleared_at: datetime | None
+    outcome: str | None
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> Decision:
+        return cls(
+            job_uuid=row["job_uuid"],
+            rule=row["rule"],
+            first_match_at=_from_db(row["first_match_at"]),
+            warned_at=_from_db(row["warned_at"]),
+            acted_at=_from_db(row["acted_at"]),
+            cleared_at=_from_db(row["cleared_at"]),
+            outcome=row["outcome"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRecord:
+    """One cancel of a job for a rule, from intent (`sent_at` None) to outcome (`finished_at`)."""
+
+    id: int
+    job_uuid: str
+    rule: str
+    dry_run: bool
+    outcome: str
+    begun_at: datetime
+    sent_at: datetime | None
+    finished_at: datetime | None
+    final_status: str | None
+    latency_s: float | None
+    detail: str | None
+
+    @property
+    def pending(self) -> bool:
+        """True until `finish_cancel` recorded an outcome."""
+        return self.finished_at is None
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> CancelRecord:
+        begun_at = _from_db(row["begun_at"])
+        assert begun_at is not None
+        return cls(
+            id=row["id"],
+            job_uuid=row["job_uuid"],
+            rule=row["rule"],
+            dry_run=bool(row["dry_run"]),
+            outcome=row["outcome"],
+            begun_at=begun_at,
+            sent_at=_from_db(row["sent_at"]),
+            finished_at=_from_db(row["finished_at"]),
+            final_status=row["final_status"],
+            latency_s=row["latency_s"],
+            detail=row["detail"],
+        )
+
+
+class StateStore:
+    """The daemon's memory across restarts, in one SQLite file. Build it with `StateStore.open`.
+
+    Meant for one thread at a time (the daemon's event loop), but the connection may be opened in a
+    worker thread and used elsewhere; a lock keeps accidental concurrent use safe. Every method
+    raises `StateError` when SQLite fails, and `ValueError` on a naive datetime.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> StateStore:
+        """Open (creating it and its directory if needed) and migrate the store at `path`.
+
+        Raises:
+            StateError: the directory cannot be created, the file is not writable or not a
+                database, or it was written by a newer version (its schema is unknown here).
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"state store {path}: cannot create its directory: {exc}") from exc
+        try:
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"state store {path}: cannot open: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StateError(f"state store {path}: cannot open: {exc}") from exc
+        except StateError:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        """Close the connection; later calls raise `StateError`."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The number of migrations applied to this file."""
+        return int(self._query_one("PRAGMA user_version")[0])
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; `durable` syncs it to disk before returning."""
+        with self._lock:
+            conn = self._conn
+            try:
+                if durable:
+                    conn.execute("PRAGMA synchronous=FULL")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                finally:
+                    if durable:
+                        conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise StateError(f"state store {self.path}: write failed: {exc}") from exc
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state store {self.path}: read failed: {exc}") from exc
+
+    def _query_one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row:
+        return self._query(sql, params)[0]
+
+    @staticmethod
+    def _touch(conn: sqlite3.Connection, job_uuid: str, at: int) -> None:
+        conn.execute(
+            "INSERT INTO jobs (job_uuid, last_seen_at) VALUES (?, ?) ON CONFLICT (job_uuid) "
+            "DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)",
+            (job_uuid, at),
+        )
+
+    # -- jobs and status clocks --------------------------------------------------------------------
+
+    def observe_jobs(self, statuses: Mapping[str, str], at: datetime) -> None:
+        """Record the status of every job a poll saw (job uuid → status), in one transaction.
+
+        A job seen in a different status than last time has started a new visit: the clock kept
+        for its new status (from an earlier visit) is dropped, so `record_status_entry` records
+        the new one. Seeing a job also keeps its records from being pruned.
+        """
+        ts = _to_db(at)
+        rows = [(uuid, status, ts) for uuid, status in statuses.items()]
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM status_clocks WHERE job_uuid = ?1 AND status = ?2 AND EXISTS "
+                "(SELECT 1 FROM jobs WHERE job_uuid = ?1 AND status <> ?2)",
+                [(uuid, status) for uuid, status, _ in rows],
+            )
+            conn.executemany(
+                "INSERT INTO jobs (job_uuid, status, last_seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (job_uuid) DO UPDATE SET status = excluded.status, "
+                "last_seen_at = max(last_seen_at, excluded.last_seen_at)",
+                rows,
+            )
+
+    def mark_terminal(self, job_uuid: str, at: datetime) -> None:
+        """Remember that the job ended (kept once set); its records age out with `prune`."""
+        ts = _to_db(at)
+        with self._write() as conn:
+            self._touch(conn, job_uuid, ts)
+            conn.execute(
+                "UPDATE jobs SET terminal_at = coalesce(terminal_at, ?) WHERE job_uuid = ?",
+                (ts, job_uuid),
+            )
+
+    def status_entry(self, job_uuid: str, status: str) -> datetime | None:
+        """When the job entered `status` on its current visit to it, or None if not recorded."""
+        rows = self._query(
+            "SELECT entered_at FROM status_clocks WHERE job_uuid = ? AND status = ?",
+            (job_uuid, status),
+        )
+        return _from_db(rows[0][0]) if rows else None
+
+    def record_status_entry(self, job_uuid: str, status: str, entered_at: datetime) -> datetime:
+        """Record when the job entered `status`, unless this visit already has a time.
+
+        The first time recorded for a visit wins, so a restart never resets a clock. Returns the
+        time in force for the visit.
+        """
+        ts = _to_db(entered_at)
+        with self._write() as conn:
+            self._touch(conn, job_uuid, ts)
+            conn.execute(
+                "INSERT OR IGNORE INTO status_clocks (job_uuid, status, entered_at) "
+                "VALUES (?, ?, ?)",
+                (job_uuid, status, ts),
+            )
+            row = conn.execute(
+                "SELECT entered_at FROM status_clocks WHERE job_uuid = ? AND status = ?",
+                (job_uuid, status),
+            ).fetchone()
+        result = _from_db(row[0])
+        assert result is not None
+        return result
+
+    def forget_status(self, job_uuid: str) -> None:
+        """Drop every status clock of the job."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM status_clocks WHERE job_uuid = ?", (job_uuid,))
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def decision(self, job_uuid: str, rule: str) -> Decision | None:
+        """The decision row of (job, rule), or None when the rule never matched the job."""
+        rows = self._query(
+            "SELECT * FROM decisions WHERE job_uuid = ? AND rule = ?", (job_uuid, rule)
+        )
+        return Decision._from_row(rows[0]) if rows else None  # noqa: SLF001
+
+    def decisions_for(self, job_uuid: str) -> list[Decision]:
+        """Every decision about the job, by rule name."""
+        rows = self._query("SELECT * FROM decisions WHERE job_uuid = ? ORDER BY rule", (job_uuid,))
+        return [Decision._from_row(r) for r in rows]  # noqa: SLF001
+
+    def record_match(self, job_uuid: str, rule: str, at: datetime) -> bool:
+        """Record that the rule matches the job now.
+
+        Returns True when this starts a match: the first one, or the first since it was cleared
+        (a fresh grace period, which also resets `warned_at` so the new period is announced).
+        """
+        ts = _to_db(at)
+        with self._write() as conn:
+            self._touch(conn, job_uuid, ts)
+            cur = conn.execute(
+                "INSERT INTO decisions (job_uuid, rule, first_match_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (job_uuid, rule) DO UPDATE SET first_match_at = excluded."
+                "first_match_at, warned_at = NULL, cleared_at = NULL "
+                "WHERE first_match_at IS NULL AND acted_at IS NULL",
+                (job_uuid, rule, ts),
+            )
+            return cur.rowcount > 0
+
+    def record_warned(self, job_uuid: str, rule: str, at: datetime) -> bool:
+        """Record the warning of a match; True the first time for the current match only."""
+        ts = _to_db(at)
+        with self._write() as conn:
+            self._touch(conn, job_uuid, ts)
+            cur = conn.execute(
+                "INSERT INTO decisions (job_uuid, rule, first_match_at, warned_at) "
+                "VALUES (?1, ?2, ?3, ?3) ON CONFLICT (job_uuid, rule) DO UPDATE SET "
+                "warned_at = excluded.warned_at, "
+                "first_match_at = coalesce(first_match_at, excluded.first_match_at) "
+                "WHERE warned_at IS NULL",
+                (job_uuid, rule, ts),
+            )
+            return cur.rowcount > 0
+
+    def record_cleared(self, job_uuid: str, rule: str, at: datetime) -> bool:
+        """Record that the job stopped violating the rule before it was acted on.
+
+        Clears `first_match_at`, so a later match starts a fresh grace period. Returns True when
+        an open match was cleared (then `job_cleared` is due), False otherwise.
+        """
+        ts = _to_db(at)
+        with self._write() as conn:
+            self._touch(conn, job_uuid, ts)
+            cur = conn.execute(
+                "UPDATE decisions SET first_match_at = NULL, cleared_at = ? "
+                "WHERE job_uuid = ? AND rule = ? AND first_match_at IS NOT NULL "
+                "AND acted_at IS NULL",
+                (ts, job_uuid, rule),
+            )
+            return cur.rowcount > 0
+
+    def record_acted(self, job_uuid: str, rule: str, at: datetime, outcome: str) -> None:
+        """Record the action taken on the job for the rule; the first `at` is kept, the outcome
+        is updated (e.g. `requested`, then `cancelled`)."""
+        ts = _to_db(at)
+        with self._write(durable=True) as conn:
+            self._touch(conn, job_uuid, ts)
+            conn.execute(
+                "INSERT INTO decisions (job_uuid, rule, first_match_at, acted_at, outcome) "
+                "VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT (job_uuid, rule) DO UPDATE SET "
+                "acted_at = coalesce(acted_at, excluded.acted_at), outcome = excluded.outcome",
+                (job_uuid, rule, ts, outcome),
+            )
+
+    def open_matches(self) -> list[Decision]:
+        """Decisions matched and neither acted on nor cleared, oldest match first."""
+        rows = self._query(
+            "SELECT * FROM decisions WHERE first_match_at IS NOT NULL AND acted_at IS NULL "
+            "ORDER BY first_match_at, job_uuid, rule"
+        )
+        return [Decision._from_row(r) for r in rows]  # noqa: SLF001
+
+    # -- cancels -----------------------------------------------------------------------------------
+
+    def begin_cancel(self, job_uuid: str, rule: str, at: datetime, dry_run: bool = False) -> int:
+        """Write (durably) the intent to cancel, before the cancel is sent; returns its id."""
+        ts = _to_db(at)
+        with self._write(durable=True) as conn:
+            self._touch(conn, job_uuid, ts)
+            cur = conn.execute(
+                "INSERT INTO cancels (job_uuid, rule, dry_run, outcome, begun_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job_uuid, rule, int(dry_run), PENDING, ts),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def mark_cancel_sent(self, cancel_id: int, at: datetime) -> None:
+        """Record that Tapis accepted the cancel request (the first time is kept).
+
+        Raises:
+            StateError: no cancel has this id.
+        """
+        with self._write(durable=True) as conn:
+            cur = conn.execute(
+                "UPDATE cancels SET sent_at = coalesce(sent_at, ?) WHERE id = ?",
+                (_to_db(at), cancel_id),
+            )
+            if cur.rowcount == 0:
+                raise StateError(f"state store {self.path}: no cancel with id {cancel_id}")
+
+    def finish_cancel(
+        self,
+        cancel_id: int,
+        outcome: str,
+        at: datetime,
+        *,
+        final_status: str | None = None,
+        latency_s: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Record the outcome of a cancel (`cancelled`, `unconfirmed`, `failed`, ...).
+
+        Raises:
+            StateError: no cancel has this id.
+        """
+        ts = _to_db(at)
+        with self._write(durable=True) as conn:
+            cur = conn.execute(
+                "UPDATE cancels SET outcome = ?, finished_at = ?, final_status = ?, "
+                "latency_s = ?, detail = ? WHERE id = ? RETURNING job_uuid",
+                (outcome, ts, final_status, latency_s, detail, cancel_id),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise StateError(f"state store {self.path}: no cancel with id {cancel_id}")
+            self._touch(conn, row[0], ts)
+
+    def pending_cancels(self) -> list[CancelRecord]:
+        """Cancels begun and not finished (intent only, or sent), oldest first."""
+        rows = self._query("SELECT * FROM cancels WHERE finished_at IS NULL ORDER BY id")
+        return [CancelRecord._from_row(r) for r in rows]  # noqa: SLF001
+
+    def cancel_for(self, job_uuid: str, rule: str) -> CancelRecord | None:
+        """The latest cancel of the job for the rule, or None."""
+        rows = self._query(
+            "SELECT * FROM cancels WHERE job_uuid = ? AND rule = ? ORDER BY id DESC LIMIT 1",
+            (job_uuid, rule),
+        )
+        return CancelRecord._from_row(rows[0]) if rows else None  # noqa: SLF001
+
+    def cancels_sent_since(self, at: datetime) -> int:
+        """Real (not dry-run) cancels sent at or after `at`, for the rolling breaker window.
+
+        An intent never marked sent nor finished counts too, at its begin time: the process may
+        have died after sending it, and the breaker must err on the side of fewer cancels.
+        """
+        row = self._query_one(
+            "SELECT count(*) FROM cancels WHERE dry_run = 0 AND "
+            "(sent_at >= ?1 OR (sent_at IS NULL AND finished_at IS NULL AND begun_at >= ?1))",
+            (_to_db(at),),
+        )
+        return int(row[0])
+
+    # -- small key-value state (breaker) -----------------------------------------------------------
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Store a small value under `key` (None deletes it)."""
+        with self._write() as conn:
+            if value is None:
+                conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    # -- audit trail -------------------------------------------------------------------------------
+
+    def append_event(self, event: Mapping[str, Any]) -> None:
+        """Append one event (its `timestamp`, `event`, `job_uuid`, `rule` and the whole as JSON).
+
+        Committed at once: a killed daemon loses no event it had appended.
+        """
+        at = _event_time(event.get("timestamp"))
+        body = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        job_uuid, rule = event.get("job_uuid"), event.get("rule")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO events (at, event, job_uuid, rule, body) VALUES (?, ?, ?, ?, ?)",
+                (
+                    _to_db(at),
+                    str(event.get("event", "")),
+                    None if job_uuid is None else str(job_uuid),
+                    None if rule is None else str(rule),
+                    body,
+                ),
+            )
+
+    def events_since(
+        self, since: datetime, *, limit: int | None = None, job_uuid: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Events at or after `since` (optionally of one job), oldest first, at most `limit`."""
+        sql = "SELECT body FROM events WHERE at >= ?"
+        params: list[Any] = [_to_db(since)]
+        if job_uuid is not None:
+            sql += " AND job_uuid = ?"
+            params.append(job_uuid)
+        sql += " ORDER BY at, id LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return [orjson.loads(row[0]) for row in self._query(sql, params)]
+
+    # -- notifications -----------------------------------------------------------------------------
+
+    def claim_notification(
+        self, job_uuid: str | None, rule: str | None, event: str, at: datetime | None = None
+    ) -> bool:
+        """True exactly once per (job, rule, event), across restarts: the caller may notify."""
+        ts = _to_db(at or _now())
+        with self._write() as conn:
+            if job_uuid:
+                self._touch(conn, job_uuid, ts)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO notifications (job_uuid, rule, event, claimed_at) "
+                "VALUES (?, ?, ?, ?)",
+                (job_uuid or "", rule or "", event, ts),
+            )
+            return cur.rowcount > 0
+
+    # -- pruning -----------------------------------------------------------------------------------
+
+    def prune(self, before: datetime) -> int:
+        """Forget jobs last recorded before `before` (unless a cancel of theirs is pending) and
+        audit events older than `before`. Returns the number of rows removed."""
+        ts = _to_db(before)
+        removed = 0
+        stale = (
+            "SELECT job_uuid FROM jobs WHERE last_seen_at < ?1 AND job_uuid NOT IN "
+            "(SELECT job_uuid FROM cancels WHERE finished_at IS NULL)"
+        )
+        with self._write() as conn:
+            # `jobs` goes last, so every table is pruned by the same set of jobs.
+            for table in _JOB_TABLES:
+                removed += conn.execute(
+                    f"DELETE FROM {table} WHERE job_uuid IN ({stale})",  # noqa: S608
+                    (ts,),
+                ).rowcount
+            removed += conn.execute("DELETE FROM events WHERE at < ?", (ts,)).rowcount
+        return removed
+
+
+def _event_time(value: Any) -> datetime:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return _now()
+        if parsed.tzinfo is not None:
+            return parsed
+    return _now()
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the migrations this file lacks, each in its own transaction.
+
+    Raises:
+        StateError: the file has a newer schema than this version knows.
+        sqlite3.Error: a migration failed (rolled back).
+    """
+    known = len(MIGRATIONS)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _check_version(version, path)
+        for number in range(version, known):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _check_version(version: int, path: Path) -> None:
+    if version > len(MIGRATIONS):
+        raise StateError(
+            f"state store {path}: schema version {version} is newer than this "
+            f"tapis-watchdog knows ({len(MIGRATIONS)}); upgrade tapis-watchdog or use another file"
+        )
+
+
+def _statements(script: str) -> Iterator[str]:
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
