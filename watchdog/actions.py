@@ -1,0 +1,458 @@
+"""Decide and act: grace, the first acting rule, exemptions, dry run, the breaker, verified cancels.
+
+Per poll, `Actor.handle_poll` turns every job's verdicts into at most one action:
+
+- each matching (job, rule) is recorded once (`rule_matched`); a `warn` rule, or a rule whose grace
+  period has started, warns once (`job_warned` and a Tapis `sendEvent` into the job's history);
+- a warned match that stops matching before it acted is cleared (`job_cleared`);
+- the first matching `cancel` rule in file order whose grace has ended wins; per-rule dry-run rules
+  log what they would have done but never take the place of a rule that really acts;
+- exempt jobs, dry run, an open circuit breaker and a job found terminal in the fresh status check
+  right before the cancel each skip the cancel with `job_cancel_skipped`;
+- a cancel is written to the state store as an intent before it is sent, then followed until the job
+  is terminal (`job_cancelled`) or `verify_timeout` passes (`job_cancel_unconfirmed`), re-sending it
+  once if the job is still active after `resend_after`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from watchdog.durations import format_duration
+from watchdog.errors import (
+    JobNotAuthorizedError,
+    JobNotFoundError,
+    JobTerminalError,
+    TapisError,
+    TapisUnavailableError,
+)
+from watchdog.jobs import TERMINAL_STATUSES, Job, status_entered_from_history
+from watchdog.decide import plan
+from watchdog.rules import Verdict, evaluate, needs_status_since
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from watchdog.config import SafetySettings
+    from watchdog.events import EventLog
+    from watchdog.rules import CompiledRule
+    from watchdog.state import StateStore
+    from watchdog.tapis import TapisClient
+
+# Outcomes that are a state of the configuration, not a decision: once the configuration changes
+# (dry run off, breaker closed, exemption removed) the rule may act after all.
+TRANSIENT_OUTCOMES = frozenset({"dry_run", "circuit_open", "exempt"})
+BREAKER_META_KEY = "circuit_open"
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll decided: counts for `poll_completed`."""
+
+    matches: int
+    cancels: int
+
+
+@dataclass(slots=True)
+class _Candidate:
+    job: Job
+    verdict: Verdict
+
+
+@dataclass
+class Actor:
+    """Holds what acting needs; one per daemon, rebuilt pieces on reload."""
+
+    client: TapisClient
+    store: StateStore
+    events: EventLog
+    safety: SafetySettings
+    dry_run: bool = False
+    resend_after: float = 60.0
+    follow_max_interval: float = 30.0
+    _following: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ per poll
+    async def handle_poll(
+        self,
+        jobs: Sequence[Job],
+        rules: Sequence[CompiledRule],
+        now: datetime,
+        followers: TaskGroup,
+    ) -> PollOutcome:
+        """Evaluate every job, record and log decisions, and start the cancels that are due.
+
+        Cancels are sent before this returns; following them until they are terminal runs in
+        `followers`, so the caller decides how long to wait for confirmations.
+        """
+        since = await self._status_since_all(jobs, rules, now)
+        matches = 0
+        candidates: list[_Candidate] = []
+        shadows: list[_Candidate] = []
+        seen_rules: dict[str, set[str]] = {}
+        for job in jobs:
+            verdicts = evaluate(job, rules, now, since.get(job.uuid))
+            matched = [v for v in verdicts if v.matched]
+            seen_rules[job.uuid] = {v.rule for v in matched}
+            matches += len(matched)
+            if not matched:
+                continue
+            first_match = self._record_matches(job, matched, now)
+            decided = plan(verdicts, first_match, now, exempt=self._is_exempt(job))
+            for step in decided.steps:
+                if step.kind == "warn":
+                    await self._warn(job, step.verdict, now, step.verdict.reason)
+                elif step.kind == "grace" and step.grace_until is not None:
+                    reason = (
+                        f"{step.verdict.reason}; cancel at "
+                        f"{step.grace_until:%Y-%m-%dT%H:%M:%SZ} if still violating"
+                    )
+                    await self._warn(job, step.verdict, now, reason)
+                elif step.kind == "shadow":
+                    shadows.append(_Candidate(job, step.verdict))
+                elif step.kind == "cancel":
+                    candidates.append(_Candidate(job, step.verdict))
+        self._clear_stale(jobs, seen_rules, now)
+        for shadow in shadows:
+            self._skip_once(shadow, "dry_run", now)
+        cancels = await self._act(candidates, now, followers)
+        return PollOutcome(matches=matches, cancels=cancels)
+
+    async def _status_since_all(
+        self, jobs: Sequence[Job], rules: Sequence[CompiledRule], now: datetime
+    ) -> dict[str, datetime]:
+        """Entry times into the current status for jobs whose verdict could depend on it."""
+        result: dict[str, datetime] = {}
+        to_fetch: list[Job] = []
+        for job in jobs:
+            if job.status in {"RUNNING", "QUEUED"}:
+                continue
+            known = self.store.status_entry(job.uuid, job.status)
+            if known is not None:
+                result[job.uuid] = known
+            elif needs_status_since(job, rules, now):
+                to_fetch.append(job)
+
+        async def fetch(job: Job) -> None:
+            try:
+                history = await self.client.get_history(job.uuid)
+            except TapisError:
+                return  # unknown this poll: the condition does not hold; try again next poll
+            entered = status_entered_from_history(history, job.status) or now
+            self.store.record_status_entry(job.uuid, job.status, entered)
+            result[job.uuid] = entered
+
+        async with anyio.create_task_group() as tg:
+            for job in to_fetch:
+                tg.start_soon(fetch, job)
+        return result
+
+    def _record_matches(
+        self, job: Job, matched: Sequence[Verdict], now: datetime
+    ) -> dict[str, datetime]:
+        """Record each match (`rule_matched` the first time); return each rule's first match."""
+        first_match: dict[str, datetime] = {}
+        for verdict in matched:
+            if self.store.record_match(job.uuid, verdict.rule, now):
+                self.events.rule_matched(
+                    job,
+                    rule=verdict.rule,
+                    reason=verdict.reason,
+                    dry_run=self.dry_run or verdict.dry_run,
+                )
+            decision = self.store.decision(job.uuid, verdict.rule)
+            if decision is not None and decision.first_match_at is not None:
+                first_match[verdict.rule] = decision.first_match_at
+        return first_match
+
+    async def _warn(self, job: Job, verdict: Verdict, now: datetime, reason: str) -> None:
+        """Warn once per (job, rule): `job_warned` and a note in the job's Tapis history."""
+        if not self.store.record_warned(job.uuid, verdict.rule, now):
+            return
+        dry = self.dry_run or verdict.dry_run
+        self.events.job_warned(job, rule=verdict.rule, reason=reason, dry_run=dry)
+        if dry:
+            return
+        try:
+            await self.client.send_event(
+                job.uuid,
+                f"tapis-watchdog: rule {verdict.rule}: {reason}",
+                "WATCHDOG_WARNING",
+            )
+        except TapisError:
+            pass  # logged as tapis_error by the client; a warning never blocks a decision
+
+    def _clear_stale(
+        self, jobs: Sequence[Job], seen_rules: dict[str, set[str]], now: datetime
+    ) -> None:
+        """Matches that did not hold this poll, for jobs seen whole this poll, are cleared."""
+        by_uuid = {job.uuid: job for job in jobs}
+        for decision in self.store.open_matches():
+            job = by_uuid.get(decision.job_uuid)
+            if job is None or decision.rule in seen_rules.get(job.uuid, set()):
+                continue
+            self.store.record_cleared(job.uuid, decision.rule, now)
+            if decision.warned_at is not None:
+                self.events.job_cleared(
+                    job,
+                    rule=decision.rule,
+                    reason=f"no longer matches rule {decision.rule}",
+                    dry_run=self.dry_run,
+                )
+
+    # ------------------------------------------------------------------ acting
+    def _skip_once(self, cand: _Candidate, why: str, now: datetime) -> None:
+        decision = self.store.decision(cand.job.uuid, cand.verdict.rule)
+        if decision is not None and decision.outcome == why:
+            return
+        self.store.record_acted(cand.job.uuid, cand.verdict.rule, now, why)
+        self.events.job_cancel_skipped(
+            cand.job,
+            rule=cand.verdict.rule,
+            reason=cand.verdict.reason,
+            why=why,
+            dry_run=why == "dry_run" or self.dry_run or cand.verdict.dry_run,
+        )
+
+    def _already_done(self, cand: _Candidate) -> bool:
+        decision = self.store.decision(cand.job.uuid, cand.verdict.rule)
+        if decision is not None and decision.acted_at is not None:
+            if decision.outcome not in TRANSIENT_OUTCOMES:
+                return True
+        return cand.job.uuid in self._following
+
+    def _is_exempt(self, job: Job) -> bool:
+        exempt = self.safety.exempt
+        return (
+            job.uuid in exempt.uuids
+            or job.owner in exempt.owners
+            or any(tag in exempt.tags for tag in job.tags)
+        )
+
+    async def _act(
+        self, candidates: Sequence[_Candidate], now: datetime, followers: TaskGroup
+    ) -> int:
+        due: list[_Candidate] = []
+        for cand in candidates:
+            if self._already_done(cand):
+                continue
+            if self._is_exempt(cand.job):
+                self._skip_once(cand, "exempt", now)
+            elif self.dry_run:
+                self._skip_once(cand, "dry_run", now)
+            else:
+                due.append(cand)
+        allowed = self._breaker(due, now)
+        for cand in due[allowed:]:
+            self._skip_once(cand, "circuit_open", now)
+        sent = 0
+
+        async def one(cand: _Candidate) -> None:
+            nonlocal sent
+            if await self._cancel(cand, followers):
+                sent += 1
+
+        async with anyio.create_task_group() as tg:
+            for cand in due[:allowed]:
+                tg.start_soon(one, cand)
+        return sent
+
+    def _breaker(self, due: Sequence[_Candidate], now: datetime) -> int:
+        """How many of this poll's due cancels may be sent; opens/closes the circuit."""
+        was_open = self.store.get_meta(BREAKER_META_KEY) == "1"
+        per_poll = self.safety.max_cancels_per_poll
+        left_this_hour = max(
+            0, self.safety.max_cancels_per_hour - self.store.cancels_sent_since(now - HOUR)
+        )
+        if len(due) > per_poll:
+            allowed = 0
+            reason = f"{len(due)} cancels due this poll, over max_cancels_per_poll {per_poll}"
+        elif len(due) > left_this_hour:
+            allowed = left_this_hour
+            reason = (
+                f"{len(due)} cancels due, only {left_this_hour} left of max_cancels_per_hour "
+                f"{self.safety.max_cancels_per_hour}"
+            )
+        else:
+            allowed = len(due)
+            reason = ""
+        if allowed < len(due) and not was_open:
+            self.store.set_meta(BREAKER_META_KEY, "1")
+            self.events.circuit_opened(reason=reason, due=len(due), allowed=allowed)
+        elif allowed == len(due) and was_open:
+            self.store.set_meta(BREAKER_META_KEY, "0")
+            self.events.circuit_closed(reason=f"{len(due)} cancels due, within the limits")
+        return allowed
+
+    async def _cancel(self, cand: _Candidate, followers: TaskGroup) -> bool:
+        """Fresh status check, then cancelJob. True when the cancel was sent."""
+        job, verdict = cand.job, cand.verdict
+        now = datetime.now(UTC)
+        cancel_id = self.store.begin_cancel(job.uuid, verdict.rule, now)
+        try:
+            status = await self.client.get_status(job.uuid)
+            if status in TERMINAL_STATUSES:
+                raise JobTerminalError("getJobStatus", f"job is {status}", job_uuid=job.uuid)
+            await self.client.cancel_job(job.uuid)
+        except JobTerminalError as exc:
+            self._refused(cancel_id, cand, "already_terminal", exc)
+            return False
+        except JobNotAuthorizedError as exc:
+            self._refused(cancel_id, cand, "not_authorized", exc)
+            return False
+        except TapisError as exc:
+            outcome = "failed"
+            self.store.finish_cancel(cancel_id, outcome, datetime.now(UTC), detail=str(exc))
+            self.store.record_acted(job.uuid, verdict.rule, datetime.now(UTC), outcome)
+            self.events.job_cancel_failed(
+                job,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                http_status=exc.http_status,
+                error=exc.detail,
+                dry_run=False,
+            )
+            return False
+        sent_at = datetime.now(UTC)
+        self.store.mark_cancel_sent(cancel_id, sent_at)
+        self.store.record_acted(job.uuid, verdict.rule, sent_at, "requested")
+        self.events.job_cancel_requested(
+            job, rule=verdict.rule, reason=verdict.reason, dry_run=False
+        )
+        self._following.add(job.uuid)
+        followers.start_soon(self.follow, cancel_id, job, verdict.rule, verdict.reason, sent_at)
+        return True
+
+    def _refused(self, cancel_id: int, cand: _Candidate, why: str, exc: TapisError) -> None:
+        at = datetime.now(UTC)
+        self.store.finish_cancel(cancel_id, why, at, detail=str(exc))
+        self.store.record_acted(cand.job.uuid, cand.verdict.rule, at, why)
+        self.events.job_cancel_skipped(
+            cand.job,
+            rule=cand.verdict.rule,
+            reason=f"{cand.verdict.reason}; {exc.detail}",
+            why=why,
+            dry_run=False,
+        )
+
+    # ------------------------------------------------------------------ verification
+    async def follow(
+        self,
+        cancel_id: int,
+        job: Job,
+        rule: str,
+        reason: str,
+        sent_at: datetime,
+        *,
+        maybe_unsent: bool = False,
+    ) -> None:
+        """Follow a cancelled job until it is terminal or `verify_timeout` passes.
+
+        `maybe_unsent`: the cancel was recorded as an intent but the daemon stopped before it
+        recorded sending it; if the job is still active, the cancel is sent (again) at once.
+        """
+        start = time.monotonic()
+        elapsed_before = max(0.0, (datetime.now(UTC) - sent_at).total_seconds())
+        deadline = start + max(0.0, self.safety.verify_timeout.total_seconds() - elapsed_before)
+        resend_at = start if maybe_unsent else start + max(0.0, self.resend_after - elapsed_before)
+        resent = not maybe_unsent and elapsed_before >= self.resend_after
+        wait = 0.5
+        status: str | None = None
+        try:
+            while True:
+                try:
+                    status = await self.client.get_status(job.uuid)
+                except JobNotFoundError:
+                    status = None
+                except TapisUnavailableError:
+                    status = None  # keep following: Tapis may be back before the deadline
+                if status in TERMINAL_STATUSES:
+                    latency = (datetime.now(UTC) - sent_at).total_seconds()
+                    self.store.finish_cancel(
+                        cancel_id,
+                        "cancelled",
+                        datetime.now(UTC),
+                        final_status=status,
+                        latency_s=latency,
+                    )
+                    self.events.job_cancelled(
+                        _with_status(job, status),
+                        rule=rule,
+                        reason=reason,
+                        final_status=status,
+                        latency_s=round(latency, 3),
+                        dry_run=False,
+                    )
+                    return
+                mono = time.monotonic()
+                if mono >= deadline:
+                    break
+                if not resent and mono >= resend_at and status is not None:
+                    resent = True
+                    try:
+                        await self.client.cancel_job(job.uuid)
+                    except JobTerminalError:
+                        continue  # ended meanwhile: the next status check confirms it
+                    except TapisError:
+                        pass  # logged by the client; keep following
+                await anyio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                wait = min(wait * 2, self.follow_max_interval)
+            self.store.finish_cancel(
+                cancel_id, "unconfirmed", datetime.now(UTC), final_status=status
+            )
+            self.events.job_cancel_unconfirmed(
+                _with_status(job, status or job.status),
+                rule=rule,
+                reason=f"{reason}; still {status or 'unknown'} "
+                f"{format_duration(self.safety.verify_timeout)} after the cancel",
+                dry_run=False,
+            )
+        finally:
+            self._following.discard(job.uuid)
+
+    async def resume_pending(self, followers: TaskGroup) -> None:
+        """After a restart: follow cancels that were sent (or may have been) but not confirmed."""
+        for record in self.store.pending_cancels():
+            job = await self._job_for(record.job_uuid)
+            if job is None:
+                continue
+            decision = self.store.decision(record.job_uuid, record.rule)
+            reason = "cancel sent before a restart"
+            if decision is not None and decision.outcome:
+                reason = f"cancel sent before a restart ({decision.outcome})"
+            sent_at = record.sent_at or record.requested_at
+            self._following.add(job.uuid)
+            followers.start_soon(
+                partial(
+                    self.follow,
+                    record.id,
+                    job,
+                    record.rule,
+                    reason,
+                    sent_at,
+                    maybe_unsent=record.sent_at is None,
+                )
+            )
+
+    async def _job_for(self, job_uuid: str) -> Job | None:
+        from watchdog.jobs import parse_job  # noqa: PLC0415 - only needed after a restart
+
+        try:
+            record: dict[str, Any] = await self.client.get_job(job_uuid)
+            return parse_job(record)
+        except TapisError:
+            return None
+        except Exception:  # a malformed record must not stop the daemon
+            return None
+
+
+def _with_status(job: Job, status: str) -> Job:
+    return replace(job, status=status)

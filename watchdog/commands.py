@@ -1,0 +1,246 @@
+"""The subcommands other than `sim`, `demo` and `test-rules`: run, check, explain, cancel, history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from watchdog.config import Config, load_config
+from watchdog.durations import format_duration, parse_duration
+from watchdog.errors import (
+    ConfigError,
+    JobNotAuthorizedError,
+    JobNotFoundError,
+    JobRecordError,
+    JobTerminalError,
+    TapisError,
+)
+from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
+from watchdog.rules import compile_rules, describe_rule, evaluate
+
+FOLLOW_INTERVAL_S = 2.0
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if not args.config:
+        raise ConfigError(["no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG"])
+    return Path(args.config)
+
+
+def _out(text: str = "", stream: TextIO | None = None) -> None:
+    print(text, file=stream or sys.stdout, flush=True)  # noqa: T201 - this is a CLI's output
+
+
+# ---------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    from watchdog.daemon import run_daemon  # noqa: PLC0415 - keeps `check` light
+
+    return run_daemon(_config_path(args), dry_run=args.dry_run, once=args.once)
+
+
+# ---------------------------------------------------------------------- check
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    config = load_config(path)
+    rules = compile_rules(config.rules)
+    safety = config.safety
+    _out(f"{path}: valid")
+    _out(f"  tapis: {config.tapis.base_url} tenant {config.tapis.tenant_id}")
+    _out(
+        f"  poll: every {format_duration(config.poll.interval)}, {config.poll.list_type}, "
+        f"pages of {config.poll.page_size}"
+    )
+    _out(f"  state: {config.state.path}")
+    _out(
+        f"  safety: dry_run={str(safety.dry_run).lower()}, "
+        f"max {safety.max_cancels_per_poll}/poll and {safety.max_cancels_per_hour}/hour, "
+        f"verify {format_duration(safety.verify_timeout)}"
+    )
+    _out(f"  rules ({len(rules)}):")
+    for rule in rules:
+        _out(f"    {describe_rule(rule)}")
+    return 0
+
+
+# ---------------------------------------------------------------------- explain
+def _explain_job(job: Job, config: Config, now: datetime, status_since: datetime | None) -> None:
+    rules = compile_rules(config.rules)
+    verdicts = evaluate(job, rules, now, status_since)
+    _out(f"job {job.uuid} ({job.name}) owner {job.owner} app {job.app_id} status {job.status}")
+    winner = None
+    for verdict in verdicts:
+        mark = "MATCH" if verdict.matched else "no"
+        _out(f"  [{mark}] {verdict.rule} ({verdict.action}): {verdict.reason}")
+        for line in verdict.details:
+            _out(f"      {line}")
+        acts = verdict.matched and verdict.action == "cancel" and not verdict.dry_run
+        if acts and winner is None:
+            winner = verdict
+    exempt = config.safety.exempt
+    if job.uuid in exempt.uuids or job.owner in exempt.owners or set(job.tags) & set(exempt.tags):
+        _out("  => exempt: the watchdog never acts on this job")
+    elif winner is not None:
+        grace = f" after a grace of {format_duration(winner.grace)}" if winner.grace else ""
+        _out(f"  => would cancel by rule {winner.rule}{grace}")
+    else:
+        _out("  => no cancel")
+
+
+def _parse_now(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError([f"--now: expected an ISO-8601 time, got {text!r}"]) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _load_job_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"--job-file {path}: {exc}"]) from exc
+    # A saved Tapis answer has the job under "result"; a bare record is accepted too.
+    if isinstance(data, dict) and isinstance(data.get("result"), dict):
+        data = data["result"]
+    if not isinstance(data, dict):
+        raise ConfigError([f"--job-file {path}: expected a JSON object (a job record)"])
+    return data
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = load_config(_config_path(args))
+    now = _parse_now(args.now)
+    if not args.uuids and not args.job_file:
+        raise ConfigError(["explain: give at least one UUID or --job-file"])
+    for path in args.job_file:
+        try:
+            job = parse_job(_load_job_file(path))
+        except JobRecordError as exc:
+            raise ConfigError([f"--job-file {path}: {exc}"]) from exc
+        _explain_job(job, config, now, None)
+    if args.uuids:
+        anyio.run(_explain_remote, config, args.uuids, now)
+    return 0
+
+
+async def _explain_remote(config: Config, uuids: Sequence[str], now: datetime) -> None:
+    from watchdog.tapis import TapisClient  # noqa: PLC0415 - only remote explains need tapipy
+
+    client = TapisClient(config.tapis)
+    try:
+        await client.login()
+        for uuid in uuids:
+            try:
+                job = parse_job(await client.get_job(uuid))
+            except (JobNotFoundError, JobNotAuthorizedError, JobRecordError) as exc:
+                _out(f"job {uuid}: {exc}")
+                continue
+            since = None
+            if job.status not in {"RUNNING", "QUEUED"}:
+                since = status_entered_from_history(await client.get_history(uuid), job.status)
+            _explain_job(job, config, now, since)
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------- cancel
+def cmd_cancel(args: argparse.Namespace) -> int:
+    config = load_config(_config_path(args))
+    return anyio.run(_cancel, config, args.uuid, args.yes)
+
+
+async def _cancel(config: Config, uuid: str, yes: bool) -> int:
+    from watchdog.tapis import TapisClient  # noqa: PLC0415
+
+    client = TapisClient(config.tapis)
+    try:
+        await client.login()
+        try:
+            job = parse_job(await client.get_job(uuid))
+        except JobNotFoundError:
+            _out(f"job {uuid}: Tapis does not know this job", sys.stderr)
+            return 1
+        if job.status in TERMINAL_STATUSES:
+            _out(f"job {uuid} is already {job.status}: nothing to cancel", sys.stderr)
+            return 1
+        _out(f"job {uuid} ({job.name}) owner {job.owner} app {job.app_id} is {job.status}")
+        if not yes:
+            if not sys.stdin.isatty():
+                _out("refusing to cancel without --yes when stdin is not a terminal", sys.stderr)
+                return 2
+            answer = input("cancel it? [y/N] ").strip().lower()
+            if answer not in {"y", "yes"}:
+                _out("not cancelled")
+                return 1
+        try:
+            await client.cancel_job(uuid)
+        except JobTerminalError:
+            _out(f"job {uuid} reached a terminal status before the cancel", sys.stderr)
+            return 1
+        except JobNotAuthorizedError as exc:
+            _out(f"job {uuid}: not allowed to cancel it: {exc.detail}", sys.stderr)
+            return 1
+        started = datetime.now(UTC)
+        _out("cancel accepted; following the job until it is terminal")
+        deadline = config.safety.verify_timeout.total_seconds()
+        with anyio.move_on_after(deadline):
+            while True:
+                try:
+                    status = await client.get_status(uuid)
+                except TapisError as exc:
+                    _out(f"  status check failed: {exc}")
+                    status = "?"
+                if status in TERMINAL_STATUSES:
+                    took = format_duration(datetime.now(UTC) - started)
+                    _out(f"job {uuid} is {status} ({took} after the cancel)")
+                    return 0 if status == "CANCELLED" else 1
+                _out(f"  still {status}")
+                await anyio.sleep(FOLLOW_INTERVAL_S)
+        _out(
+            f"job {uuid} not terminal {format_duration(config.safety.verify_timeout)} "
+            "after the cancel",
+            sys.stderr,
+        )
+        return 1
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------- history
+def cmd_history(args: argparse.Namespace) -> int:
+    from watchdog.state import StateStore  # noqa: PLC0415
+
+    config = load_config(_config_path(args))
+    try:
+        since = datetime.now(UTC) - parse_duration(args.since)
+    except ValueError as exc:
+        raise ConfigError([f"--since: {exc}"]) from exc
+    store = StateStore.open(config.state.path)
+    try:
+        events = store.events_since(since)
+    finally:
+        store.close()
+    for event in events:
+        if args.json:
+            _out(json.dumps(event, sort_keys=True, default=str))
+            continue
+        job = event.get("job_uuid")
+        parts = [str(event.get("timestamp", "")), f"{event.get('event', ''):<24}"]
+        if job:
+            parts.append(f"{job} rule={event.get('rule', '-')}")
+        for key in ("why", "final_status", "reason", "error"):
+            if event.get(key) not in (None, ""):
+                parts.append(f"{key}={event[key]}")
+        _out("  ".join(parts))
+    if not args.json:
+        _out(f"{len(events)} events since {since:%Y-%m-%dT%H:%M:%SZ}")
+    return 0

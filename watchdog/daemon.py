@@ -1,0 +1,309 @@
+"""The daemon: one root task group, signals, the fixed-cadence poll loop, reload, sd_notify.
+
+    run_daemon ─► login ─► [poll ─► evaluate ─► act] every poll.interval ─► stop
+                    │            │                        └─ follow cancels (root task group)
+                    │            └─ poll_completed / poll_failed, WATCHDOG=1, STATUS=
+                    └─ SIGTERM/SIGINT: cancel the root scope; SIGHUP: reload, keep old on error
+
+A poll that fails acts on nothing, and the next one runs on schedule. Tapis trouble never ends the
+daemon; only an identity that cannot log in (exit 3) or an invalid configuration (exit 2) does.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from watchdog import __version__
+from watchdog.actions import Actor
+from watchdog.config import Config, load_config
+from watchdog.errors import ConfigError, PollError, TapisError
+from watchdog.events import EventLog, configure_logging, register_secret
+from watchdog.metrics import Metrics, MetricsServer, start_server
+from watchdog.notify import Notifier
+from watchdog.poll import poll_jobs
+from watchdog.rules import CompiledRule, compile_rules, fields_needed
+from watchdog.sdnotify import SystemdNotifier
+from watchdog.state import StateStore
+from watchdog.tapis import TapisClient
+
+PRUNE_EVERY_S = 3600.0
+SHUTDOWN_GRACE_S = 3.0
+
+
+def register_config_secrets(config: Config) -> None:
+    """Make every secret of the configuration unprintable in events."""
+    t = config.tapis
+    for secret in (t.password, t.access_token, t.client_key):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    for target in config.notify:
+        register_secret(target.url.get_secret_value())
+
+
+@dataclass
+class Daemon:
+    """The running daemon's state; rebuilt in part on reload."""
+
+    config_path: Path
+    config: Config
+    dry_run_flag: bool
+    once: bool
+    store: StateStore
+    events: EventLog
+    client: TapisClient
+    actor: Actor
+    rules: tuple[CompiledRule, ...]
+    metrics: Metrics | None = None
+    notifier: Notifier | None = None
+    systemd: SystemdNotifier = field(default_factory=SystemdNotifier.from_env)
+    stop_reason: str = "finished"
+    jobs_watched: int = 0
+    last_poll_at: datetime | None = None
+    ready_sent: bool = False
+    _last_prune: float = 0.0
+
+    @property
+    def dry_run(self) -> bool:
+        return self.dry_run_flag or self.config.safety.dry_run
+
+    # ------------------------------------------------------------------ loop
+    async def serve(self) -> int:
+        """Run until stopped (or one cycle with `once`). Returns the exit code."""
+        self.events.watchdog_started(
+            version=__version__,
+            config_path=str(self.config_path),
+            rule_count=len(self.rules),
+            dry_run=self.dry_run,
+        )
+        try:
+            await self.client.login()
+            async with anyio.create_task_group() as root:
+                if not self.once:
+                    root.start_soon(self._signals, root)
+                    root.start_soon(self._keepalive)
+                await self.actor.resume_pending(root)
+                if self.once:
+                    await self.poll_once(root)
+                    self.stop_reason = "one poll done (--once)"
+                    # Leaving the task group waits for every cancel to be confirmed or time out.
+                else:
+                    await self._loop(root)
+        finally:
+            self.systemd.stopping()
+            with anyio.move_on_after(SHUTDOWN_GRACE_S, shield=True):
+                if self.notifier is not None:
+                    await self.notifier.aclose()
+            self.events.watchdog_stopped(reason=self.stop_reason)
+        return 0
+
+    async def _loop(self, root: TaskGroup) -> None:
+        interval = self.config.poll.interval.total_seconds()
+        next_at = time.monotonic()
+        while True:
+            await self.poll_once(root)
+            interval = self.config.poll.interval.total_seconds()
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # a poll overran: skip the missed slots, keep the cadence
+                next_at = now + (interval - (now - next_at) % interval)
+            await anyio.sleep(next_at - now)
+
+    async def poll_once(self, followers: TaskGroup) -> bool:
+        """One poll: list, evaluate, act. True when the poll saw every active job."""
+        started = time.monotonic()
+        calls_before = self.client.api_calls_total
+        rules = self.rules
+        try:
+            result = await poll_jobs(
+                self.client,
+                statuses=self.config.poll.statuses,
+                list_type=self.config.poll.list_type,
+                page_size=self.config.poll.page_size,
+                fields=fields_needed(rules),
+                on_malformed=self._malformed,
+            )
+        except (PollError, TapisError) as exc:
+            self.events.poll_failed(
+                error=str(exc),
+                api_calls=self.client.api_calls_total - calls_before,
+                duration_s=round(time.monotonic() - started, 3),
+            )
+            self.systemd.status(self._status_line("last poll failed"))
+            return False
+        now = datetime.now(UTC)
+        outcome = await self.actor.handle_poll(result.jobs, rules, now, followers)
+        self.jobs_watched = len(result.jobs)
+        self.last_poll_at = now
+        if self.metrics is not None:
+            self.metrics.set_jobs_watched(len(result.jobs))
+        self.events.poll_completed(
+            jobs_seen=len(result.jobs),
+            matches=outcome.matches,
+            cancels=outcome.cancels,
+            api_calls=self.client.api_calls_total - calls_before,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        self._prune_if_due(now)
+        status = self._status_line(f"last poll {now:%H:%M:%S}Z")
+        if not self.ready_sent:
+            self.systemd.ready(status)
+            self.ready_sent = True
+        else:
+            self.systemd.status(status)
+        self.systemd.watchdog()
+        return True
+
+    def _malformed(self, job_uuid: str | None, detail: str) -> None:
+        self.events.tapis_error(
+            operation="getJobSearchList",
+            http_status=None,
+            error=f"skipped malformed job record {job_uuid or '<no uuid>'}: {detail}",
+            retry_in_s=None,
+        )
+
+    def _status_line(self, last: str) -> str:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        cancels = self.store.cancels_sent_since(today)
+        mode = ", dry run" if self.dry_run else ""
+        return f"watching {self.jobs_watched} jobs, {last}, {cancels} cancels today{mode}"
+
+    def _prune_if_due(self, now: datetime) -> None:
+        mono = time.monotonic()
+        if mono - self._last_prune < PRUNE_EVERY_S:
+            return
+        self._last_prune = mono
+        self.store.prune(now - self.config.state.retention)
+
+    async def _keepalive(self) -> None:
+        """Ping systemd's watchdog between polls while the loop is healthy."""
+        interval = self.systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            await anyio.sleep(interval)
+            last = self.last_poll_at
+            limit = 3 * self.config.poll.interval.total_seconds()
+            if last is not None and (datetime.now(UTC) - last).total_seconds() <= limit:
+                self.systemd.watchdog()
+
+    # ------------------------------------------------------------------ signals
+    async def _signals(self, root: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                    continue
+                self.stop_reason = f"received {signal.Signals(signum).name}"
+                self.systemd.stopping()
+                root.cancel_scope.cancel()
+                return
+
+    def reload(self) -> None:
+        """Load the configuration file again; keep the old one if the new one is invalid."""
+        self.systemd.reloading()
+        try:
+            config = load_config(self.config_path)
+            rules = compile_rules(config.rules)
+        except ConfigError as exc:
+            self.events.config_reload_failed(config_path=str(self.config_path), error=str(exc))
+            self.systemd.ready(self._status_line("reload failed, old configuration kept"))
+            return
+        register_config_secrets(config)
+        self.config = config
+        self.rules = rules
+        self.actor.safety = config.safety
+        self.actor.dry_run = self.dry_run
+        self.events.dry_run = self.dry_run
+        if self.metrics is not None:
+            self.metrics.set_interval(config.poll.interval.total_seconds())
+        self.events.config_reloaded(config_path=str(self.config_path), rule_count=len(rules))
+        self.systemd.ready(self._status_line("configuration reloaded"))
+
+
+def build_daemon(
+    config_path: Path,
+    *,
+    dry_run: bool = False,
+    once: bool = False,
+    listeners: tuple[Callable[[dict[str, Any]], None], ...] = (),
+) -> tuple[Daemon, MetricsServer | None]:
+    """Load the configuration and wire the daemon's parts together.
+
+    Raises:
+        ConfigError: the configuration is invalid.
+        StateError: the state store cannot be opened.
+    """
+    config = load_config(config_path)
+    rules = compile_rules(config.rules)
+    register_config_secrets(config)
+    store = StateStore.open(config.state.path)
+    metrics: Metrics | None = None
+    server: MetricsServer | None = None
+    all_listeners = list(listeners)
+    if config.metrics is not None:
+        metrics = Metrics(config.poll.interval.total_seconds())
+        server = start_server(config.metrics.listen, metrics)
+        all_listeners.append(metrics.observe_event)
+    notifier: Notifier | None = None
+    if config.notify:
+        notifier = Notifier(
+            [(t.url.get_secret_value(), t.events) for t in config.notify],
+            claim=store.claim_notification,
+            on_failure=lambda event, error: None,
+        )
+        all_listeners.append(notifier.observe_event)
+    dry = dry_run or config.safety.dry_run
+    events = EventLog(store, listeners=all_listeners, dry_run=dry)
+    if notifier is not None:
+        notifier.on_failure = lambda event, error: events.tapis_error(
+            operation="notify", http_status=None, error=f"{event}: {error}", retry_in_s=None
+        )
+    client = TapisClient(
+        config.tapis,
+        on_call=metrics.observe_tapis_call if metrics is not None else None,
+        on_error=events.tapis_error,
+    )
+    actor = Actor(
+        client=client,
+        store=store,
+        events=events,
+        safety=config.safety,
+        dry_run=dry,
+        resend_after=config.safety.resend_after.total_seconds(),
+    )
+    daemon = Daemon(
+        config_path=config_path,
+        config=config,
+        dry_run_flag=dry_run,
+        once=once,
+        store=store,
+        events=events,
+        client=client,
+        actor=actor,
+        rules=rules,
+        metrics=metrics,
+        notifier=notifier,
+    )
+    return daemon, server
+
+
+def run_daemon(config_path: Path, *, dry_run: bool = False, once: bool = False) -> int:
+    """The `run` command: configure logging, build the daemon, run it. Returns the exit code."""
+    configure_logging()
+    daemon, server = build_daemon(config_path, dry_run=dry_run, once=once)
+    try:
+        return anyio.run(daemon.serve)
+    finally:
+        daemon.client.close()
+        daemon.store.close()
+        if server is not None:
+            server.close()

@@ -1,0 +1,98 @@
+"""From a job's verdicts to what the watchdog does about it: pure, no I/O, no clock.
+
+The daemon (`actions.py`) and the offline rule tests (`testrules.py`) both call `plan`, so a rule
+test proves exactly what the daemon would do:
+
+- a matching `warn` rule warns;
+- a matching `cancel` rule with a grace period warns until `first_match + grace`, then is due;
+- the first due `cancel` rule in file order wins; a per-rule dry-run rule never takes the place of
+  a rule that really acts (it is a shadow: logged as a would-be cancel);
+- an exempt job is never cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from watchdog.rules import Verdict
+
+StepKind = Literal["warn", "grace", "cancel", "shadow", "matched"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one matching rule leads to for one job."""
+
+    verdict: Verdict
+    kind: StepKind
+    grace_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every matching rule's step, and the one cancel (if any) to carry out."""
+
+    steps: tuple[Step, ...]
+    winner: Verdict | None
+    exempt: bool
+
+    @property
+    def outcome(self) -> Literal["cancel", "warn", "none"]:
+        """The verdict a person expects: `cancel`, `warn` or `none`."""
+        if self.winner is not None and not self.exempt:
+            return "cancel"
+        if any(step.kind in {"warn", "grace"} for step in self.steps):
+            return "warn"
+        return "none"
+
+    @property
+    def rule(self) -> str | None:
+        """The rule behind the outcome."""
+        if self.outcome == "cancel" and self.winner is not None:
+            return self.winner.rule
+        for step in self.steps:
+            if step.kind in {"warn", "grace"}:
+                return step.verdict.rule
+        return None
+
+
+def plan(
+    verdicts: Sequence[Verdict],
+    first_match: Mapping[str, datetime],
+    now: datetime,
+    *,
+    exempt: bool = False,
+) -> Plan:
+    """Decide for one job.
+
+    Args:
+        verdicts: `rules.evaluate`'s verdicts, in file order.
+        first_match: when each rule first matched this job (absent: it matches for the first
+            time now).
+        now: the evaluation time.
+        exempt: the job is exempt from cancels (tags, owners or uuids of `safety.exempt`).
+    """
+    steps: list[Step] = []
+    winner: Verdict | None = None
+    for verdict in verdicts:
+        if not verdict.matched:
+            continue
+        if verdict.action == "warn":
+            steps.append(Step(verdict, "warn"))
+            continue
+        if verdict.grace is not None:
+            until = first_match.get(verdict.rule, now) + verdict.grace
+            if now < until:
+                steps.append(Step(verdict, "grace", until))
+                continue
+        if verdict.dry_run:
+            steps.append(Step(verdict, "shadow"))
+        elif winner is None:
+            winner = verdict
+            steps.append(Step(verdict, "cancel"))
+        else:
+            steps.append(Step(verdict, "matched"))
+    return Plan(steps=tuple(steps), winner=winner, exempt=exempt)

@@ -1,0 +1,242 @@
+"""`tapis-watchdog test-rules`: prove what rules do before they touch a real job.
+
+A case file (YAML) holds jobs as partial Tapis records, a clock, and the verdict each job should get.
+Every case goes through the daemon's own code path (`jobs.parse_job` → `rules.evaluate` →
+`decide.plan`), so a passing case is what the daemon will do. Format::
+
+    now: "2026-11-28T03:00:00Z"     # optional clock for every case (default: the current time)
+    cases:
+      - name: runaway OpenSees job on Frontera
+        now: "..."                  # optional, overrides the file's clock for this case
+        job:                        # partial job record; times may be relative to now: "-13h"
+          appId: opensees-mp-s3
+          execSystemId: frontera
+          status: RUNNING
+          remoteStarted: "-13h"
+        status_since: "-2h"         # optional: when the job entered its current status
+        first_match:                # optional: when a rule first matched (grace periods)
+          queue-wait: "-30m"
+        expect: cancel              # cancel | warn | none
+        rule: frontera-12h          # which rule (required for cancel and warn)
+
+Exit codes: 0 every case passes, 1 a case fails, 2 the case file or configuration is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid as uuidlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from watchdog.config import Config, load_config
+from watchdog.decide import Plan, plan
+from watchdog.durations import parse_relative
+from watchdog.errors import ConfigError, JobRecordError
+from watchdog.jobs import Job, parse_job
+from watchdog.rules import CompiledRule, Verdict, compile_rules, evaluate
+
+TIME_FIELDS = (
+    "created",
+    "ended",
+    "lastUpdated",
+    "remoteSubmitted",
+    "remoteStarted",
+    "remoteEnded",
+    "remoteLastStatusCheck",
+)
+EXPECTATIONS = ("cancel", "warn", "none")
+CASE_KEYS = frozenset({"name", "now", "job", "status_since", "first_match", "expect", "rule"})
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One offline rule test."""
+
+    name: str
+    now: datetime
+    job: Job
+    status_since: datetime | None
+    first_match: Mapping[str, datetime]
+    expect: Literal["cancel", "warn", "none"]
+    rule: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    case: Case
+    plan: Plan
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def passed(self) -> bool:
+        if self.plan.outcome != self.case.expect:
+            return False
+        return self.case.expect == "none" or self.plan.rule == self.case.rule
+
+
+def _time(value: Any, now: datetime, where: str) -> datetime:
+    """An absolute ISO-8601 time, or one relative to `now` such as `-13h`."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a time such as -13h or 2026-11-28T03:00:00Z")
+    text = value.strip()
+    if text[:1] in "+-":
+        try:
+            return now + parse_relative(text)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: expected a time such as -13h or an ISO-8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _job(record: Any, now: datetime, where: str) -> Job:
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{where}: expected a mapping (a partial job record)")
+    full: dict[str, Any] = {
+        "uuid": f"{uuidlib.uuid4()}-007",
+        "name": "test-job",
+        "owner": "testuser",
+        "appId": "app",
+        "execSystemId": "system",
+        "nodeCount": 1,
+        "tags": [],
+    }
+    full.update(record)
+    for key in TIME_FIELDS:
+        if full.get(key) is not None:
+            full[key] = _iso(_time(full[key], now, f"{where}.{key}"))
+    if "status" not in record:
+        raise ValueError(f"{where}.status: required")
+    try:
+        return parse_job(full)
+    except JobRecordError as exc:
+        raise ValueError(f"{where}: {exc.detail}") from exc
+
+
+def _case(raw: Any, index: int, file_now: datetime, rule_names: set[str]) -> Case:
+    where = f"cases[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a mapping")
+    unknown = sorted(set(raw) - CASE_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}")
+    name = str(raw.get("name") or f"case {index + 1}")
+    where = f"cases[{index}] ({name})"
+    now = _time(raw["now"], file_now, f"{where}.now") if "now" in raw else file_now
+    if "job" not in raw:
+        raise ValueError(f"{where}.job: required")
+    expect = raw.get("expect")
+    if expect not in EXPECTATIONS:
+        raise ValueError(f"{where}.expect: expected one of cancel, warn, none, got {expect!r}")
+    rule = raw.get("rule")
+    if expect != "none" and not rule:
+        raise ValueError(f"{where}.rule: required when expect is {expect}")
+    if rule is not None and rule not in rule_names:
+        raise ValueError(f"{where}.rule: no rule named {rule!r} in the configuration")
+    since = raw.get("status_since")
+    first_raw = raw.get("first_match") or {}
+    if not isinstance(first_raw, Mapping):
+        raise ValueError(f"{where}.first_match: expected a mapping of rule name to time")
+    first_match = {
+        str(k): _time(v, now, f"{where}.first_match.{k}") for k, v in first_raw.items()
+    }
+    return Case(
+        name=name,
+        now=now,
+        job=_job(raw["job"], now, f"{where}.job"),
+        status_since=_time(since, now, f"{where}.status_since") if since is not None else None,
+        first_match=first_match,
+        expect=expect,
+        rule=rule,
+    )
+
+
+def load_cases(path: Path, config: Config) -> list[Case]:
+    """Read a case file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or a case is malformed (the message names it).
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([str(exc)], source=str(path)) from exc
+    if not isinstance(data, Mapping) or not isinstance(data.get("cases"), list):
+        raise ConfigError(["expected a mapping with a list under 'cases'"], source=str(path))
+    unknown = sorted(set(data) - {"now", "cases"})
+    if unknown:
+        raise ConfigError([f"{unknown[0]}: unknown key"], source=str(path))
+    rule_names = {rule.name for rule in config.rules}
+    problems: list[str] = []
+    cases: list[Case] = []
+    try:
+        file_now = _time(data["now"], datetime.now(UTC), "now") if "now" in data else None
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source=str(path)) from exc
+    for index, raw in enumerate(data["cases"]):
+        try:
+            cases.append(_case(raw, index, file_now or datetime.now(UTC), rule_names))
+        except (ValueError, KeyError) as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems, source=str(path))
+    return cases
+
+
+def run_case(case: Case, rules: Sequence[CompiledRule], config: Config) -> CaseResult:
+    """Evaluate one case exactly as the daemon would."""
+    verdicts = evaluate(case.job, rules, case.now, case.status_since)
+    exempt = config.safety.exempt
+    is_exempt = (
+        case.job.uuid in exempt.uuids
+        or case.job.owner in exempt.owners
+        or bool(set(case.job.tags) & set(exempt.tags))
+    )
+    decided = plan(verdicts, case.first_match, case.now, exempt=is_exempt)
+    return CaseResult(case=case, plan=decided, verdicts=tuple(verdicts))
+
+
+def _describe(outcome: str, rule: str | None) -> str:
+    return outcome if outcome == "none" or rule is None else f"{outcome} by {rule}"
+
+
+def cmd_test_rules(args: argparse.Namespace) -> int:
+    if not args.config:
+        raise ConfigError(["no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG"])
+    config = load_config(Path(args.config))
+    rules = compile_rules(config.rules)
+    cases = load_cases(Path(args.cases), config)
+    failed = 0
+    out = sys.stdout
+    for case in cases:
+        result = run_case(case, rules, config)
+        if result.passed:
+            print(f"ok    {case.name}", file=out)  # noqa: T201
+            continue
+        failed += 1
+        print(f"FAIL  {case.name}", file=out)  # noqa: T201
+        print(f"      expected: {_describe(case.expect, case.rule)}", file=out)  # noqa: T201
+        got = _describe(result.plan.outcome, result.plan.rule)
+        exempt = " (job is exempt)" if result.plan.exempt else ""
+        print(f"      got:      {got}{exempt}", file=out)  # noqa: T201
+        for verdict in result.verdicts:
+            mark = "MATCH" if verdict.matched else "no   "
+            print(f"        {mark} {verdict.rule}: {verdict.reason}", file=out)  # noqa: T201
+    passed = len(cases) - failed
+    print(f"{passed} passed, {failed} failed", file=out)  # noqa: T201
+    return 1 if failed else 0
