@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchdog.metrics import Metrics, parse_listen
+from watchdog.metrics import Metrics, parse_listen, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -235,7 +235,7 @@ def test_listens_on_the_configured_address_only(server: MetricsServer) -> None:
 
 
 def test_close_stops_listening(metrics: Metrics) -> None:
-    srv = metrics.start_server("127.0.0.1:0")
+    srv = start_server("127.0.0.1:0", metrics)
     port = srv.port
     srv.close()
     with pytest.raises(ConnectionRefusedError):

@@ -205,8 +205,18 @@ class Metrics:
             ValueError: `listen` is not `host:port`.
             OSError: the address cannot be bound (in use, not local, ...).
         """
-        host, port = parse_listen(listen)
-        return MetricsServer(self, host, port)
+        return start_server(listen, self)
+
+
+def start_server(listen: str, metrics: Metrics) -> MetricsServer:
+    """Serve `metrics` on `/metrics` and `/healthz` at `listen`; see `Metrics.start_server`.
+
+    Raises:
+        ValueError: `listen` is not `host:port`.
+        OSError: the address cannot be bound (in use, not local, ...).
+    """
+    host, port = parse_listen(listen)
+    return MetricsServer(metrics, host, port)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
