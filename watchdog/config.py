@@ -1,0 +1,394 @@
+"""The configuration: YAML → validated, frozen `Config`, or a `ConfigError` listing every problem.
+
+    load_config(path, env=None) -> Config
+        tapis    TapisSettings     where and who (secrets are SecretStr)
+        poll     PollSettings      cadence, page size, list type, statuses
+        state    StateSettings     SQLite path, retention of terminal jobs
+        safety   SafetySettings    dry run, circuit breaker, verify timeout, exemptions
+        rules    tuple[RuleConfig] see watchdog.rule_config
+        metrics  MetricsSettings | None
+        notify   tuple[NotifyTarget]
+        source   the file it came from
+
+Each problem names its key path (with rule index and name), and the bad value unless it is a
+secret: `rules[2] (frontera-12h).when.runtime_over: expected a duration like "90m" or "12h", got
+"twelve hours"`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+
+from watchdog.config_fields import (
+    Flag,
+    Loc,
+    PositiveDuration,
+    PositiveInt,
+    StrictModel,
+    Text,
+    TextList,
+    problem,
+    problems,
+    show,
+)
+from watchdog.config_source import (
+    format_errors,
+    key_path,
+    read_secret_files,
+    read_yaml,
+    substitute_env,
+)
+from watchdog.errors import ConfigError
+from watchdog.jobs import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
+from watchdog.rule_config import RuleConfig  # noqa: TC001 - pydantic resolves it at runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+EVENTS: tuple[str, ...] = (
+    "watchdog_started",
+    "watchdog_stopped",
+    "config_reloaded",
+    "config_reload_failed",
+    "poll_completed",
+    "poll_failed",
+    "rule_matched",
+    "job_warned",
+    "job_cleared",
+    "job_cancel_requested",
+    "job_cancel_skipped",
+    "job_cancelled",
+    "job_cancel_unconfirmed",
+    "job_cancel_failed",
+    "circuit_opened",
+    "circuit_closed",
+    "tapis_error",
+)
+LIST_TYPES: tuple[str, ...] = ("MY_JOBS", "SHARED_JOBS", "ALL_JOBS")
+_BASE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://\S")
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("base_dir")
+    return base if isinstance(base, Path) else None
+
+
+class TapisSettings(StrictModel):
+    """Where Tapis is and who the watchdog is. A `*_file` key is read into the secret beside it."""
+
+    base_url: str
+    tenant_id: Text
+    username: Text | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    access_token: SecretStr | None = None
+    access_token_file: str | None = None
+    client_id: Text | None = None
+    client_key: SecretStr | None = None
+    client_key_file: str | None = None
+    timeout: PositiveDuration = timedelta(seconds=30)
+    max_concurrency: PositiveInt = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, data: Any, info: ValidationInfo) -> Any:
+        return read_secret_files(data, ("password", "access_token", "client_key"), _base_dir(info))
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _check_base_url(cls, value: Any) -> str:
+        if not isinstance(value, str) or not _BASE_URL.match(value.strip()):
+            raise problem(
+                f'expected an http(s) URL like "https://designsafe.tapis.io", got {show(value)}'
+            )
+        return value.strip().rstrip("/")
+
+    @field_validator("password", "access_token", "client_key")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise problem("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _check_identity(self) -> TapisSettings:
+        found: list[tuple[Loc, str]] = []
+        if self.username is not None and self.password is None:
+            found.append((("password",), "is required with username (or give password_file)"))
+        if self.password is not None and self.username is None:
+            found.append((("username",), "is required with password"))
+        if self.username is None and self.access_token is None:
+            found.append(
+                (
+                    (),
+                    (
+                        "give username with password or password_file, "
+                        "or access_token or access_token_file"
+                    ),
+                )
+            )
+        if self.client_id is not None and self.client_key is None:
+            found.append((("client_key",), "is required with client_id (or give client_key_file)"))
+        if self.client_key is not None and self.client_id is None:
+            found.append((("client_id",), "is required with client_key"))
+        if found:
+            raise problems(found)
+        return self
+
+
+class PollSettings(StrictModel):
+    """How often and how widely the jobs are listed."""
+
+    interval: PositiveDuration = timedelta(seconds=60)
+    page_size: PositiveInt = 500
+    list_type: str = "MY_JOBS"
+    statuses: tuple[str, ...] = ACTIVE_STATUSES
+
+    @field_validator("list_type", mode="before")
+    @classmethod
+    def _check_list_type(cls, value: Any) -> str:
+        if value not in LIST_TYPES:
+            raise problem(f"expected one of {', '.join(LIST_TYPES)}, got {show(value)}")
+        return str(value)
+
+    @field_validator("statuses", mode="before")
+    @classmethod
+    def _check_statuses(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not value:
+            raise problem(f"expected a non-empty list of statuses, got {show(value)}")
+        found: list[tuple[Loc, str]] = []
+        for index, status in enumerate(value):
+            if status in TERMINAL_STATUSES:
+                found.append(((index,), f"{status} is terminal: only active jobs are polled"))
+            elif status not in ALL_STATUSES:
+                found.append(
+                    (
+                        (index,),
+                        (
+                            f"unknown status {show(status)} "
+                            f"(expected one of {', '.join(ACTIVE_STATUSES)})"
+                        ),
+                    )
+                )
+        if found:
+            raise problems(found)
+        return tuple(dict.fromkeys(value))
+
+
+class StateSettings(StrictModel):
+    """The SQLite state store and how long records of terminal jobs are kept."""
+
+    path: Path = Path("watchdog-state.db")
+    retention: PositiveDuration = timedelta(days=30)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _check_path(cls, value: Any) -> Any:
+        if not isinstance(value, str | Path) or not str(value):
+            raise problem(f"expected a file path, got {show(value)}")
+        return value
+
+
+class ExemptSettings(StrictModel):
+    """Jobs that are never acted on, by exact tag, owner or UUID."""
+
+    tags: TextList = ()
+    owners: TextList = ()
+    uuids: TextList = ()
+
+
+class SafetySettings(StrictModel):
+    """Dry run, the circuit breaker, cancel verification, exemptions."""
+
+    dry_run: Flag = False
+    max_cancels_per_poll: PositiveInt = 10
+    max_cancels_per_hour: PositiveInt = 50
+    verify_timeout: PositiveDuration = timedelta(minutes=15)
+    exempt: ExemptSettings = ExemptSettings()
+
+
+class MetricsSettings(StrictModel):
+    """The Prometheus listener: `listen` is `host:port` (`[::1]:9469` for IPv6)."""
+
+    listen: str = "127.0.0.1:9469"
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _check_listen(cls, value: Any) -> str:
+        expected = f'expected host:port like "127.0.0.1:9469", got {show(value)}'
+        if not isinstance(value, str):
+            raise problem(expected)
+        host, _, port = value.strip().rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+        if not host or (":" in host and not bracketed) or any(c.isspace() for c in host):
+            raise problem(expected)
+        if not port.isdigit() or int(port) > 65535:
+            raise problem(f"port must be 0-65535, got {show(value)}")
+        return value.strip()
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class NotifyTarget(StrictModel):
+    """One Apprise URL and the events sent to it. The URL is a secret: print `display_url`."""
+
+    url: SecretStr
+    url_file: str | None = None
+    events: tuple[str, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_files(cls, data: Any, info: ValidationInfo) -> Any:
+        return read_secret_files(data, ("url",), _base_dir(info))
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        if not _SCHEME.match(value.get_secret_value()):
+            raise problem('expected an Apprise URL like "mailto://..." or "ntfy://..."')
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _check_events(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not value:
+            raise problem(f"expected a non-empty list of event names, got {show(value)}")
+        found: list[tuple[Loc, str]] = [
+            ((index,), f"unknown event {show(event)} (expected one of {', '.join(EVENTS)})")
+            for index, event in enumerate(value)
+            if event not in EVENTS
+        ]
+        if found:
+            raise problems(found)
+        return tuple(dict.fromkeys(value))
+
+    @property
+    def display_url(self) -> str:
+        """The URL's scheme only (`mailto://...`): enough to tell targets apart in logs."""
+        match = _SCHEME.match(self.url.get_secret_value())
+        return f"{match.group(1)}://..." if match else "..."
+
+
+class Config(StrictModel):
+    """The whole configuration, validated. Build it with `load_config`."""
+
+    tapis: TapisSettings
+    poll: PollSettings = PollSettings()
+    state: StateSettings = StateSettings()
+    safety: SafetySettings = SafetySettings()
+    rules: tuple[RuleConfig, ...] = ()
+    metrics: MetricsSettings | None = None
+    notify: tuple[NotifyTarget, ...] = ()
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Config:
+        found: list[tuple[Loc, str]] = []
+        first: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.name in first:
+                found.append((("rules", index, "name"), _duplicate(rule.name, first[rule.name])))
+            first.setdefault(rule.name, index)
+            never = [s for s in rule.match.status or () if s not in self.poll.statuses]
+            if never:
+                found.append(
+                    (
+                        ("rules", index, "match", "status"),
+                        (
+                            f"{', '.join(never)} never polled "
+                            f"(poll.statuses: {', '.join(self.poll.statuses)})"
+                        ),
+                    )
+                )
+        if found:
+            raise problems(found)
+        return self
+
+
+def _defaults(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Empty sections mean defaults; the state path defaults under systemd's StateDirectory."""
+    data = dict(raw)
+    for section in ("poll", "state", "safety"):
+        if data.get(section, ...) is None:
+            data[section] = {}
+    for section in ("rules", "notify"):
+        if data.get(section, ...) is None:
+            data[section] = []
+    state = data.setdefault("state", {})
+    state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if isinstance(state, dict) and "path" not in state and state_dir:
+        data["state"] = {**state, "path": str(Path(state_dir) / "state.db")}
+    return data
+
+
+def _duplicate_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    rules = data.get("rules")
+    first: dict[str, int] = {}
+    found: list[tuple[Loc, str]] = []
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        name = rule.get("name") if isinstance(rule, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            found.append((("rules", index, "name"), _duplicate(name, first[name])))
+        first.setdefault(name, index)
+    return found
+
+
+def _duplicate(name: str, first: int) -> str:
+    return f"duplicate rule name {show(name)} (also rules[{first}])"
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute, validate. `env` replaces `os.environ` (for `${VAR}` and STATE_DIRECTORY).
+
+    Raises:
+        ConfigError: anything is wrong; `problems` lists every problem found, each naming its
+            key path and the bad value (never a secret).
+    """
+    environ = os.environ if env is None else env
+    file_path = Path(path)
+    source = str(path)
+    raw = read_yaml(file_path)
+    if "source" in raw:
+        raise ConfigError(["source: unknown key"], source=source)
+    try:
+        data, env_problems = substitute_env(raw, environ)
+        data = _defaults(data, environ)
+        try:
+            config = Config.model_validate(
+                {**data, "source": source}, context={"base_dir": file_path.parent}
+            )
+        except ValidationError as exc:
+            found = env_problems + [
+                (loc, message)
+                for loc, message in format_errors(exc, Config)
+                if not any(loc[: len(bad)] == bad for bad, _ in env_problems)
+            ]
+            # Cross-rule checks run only on a valid model; a duplicate name is worth saying now.
+            found += [item for item in _duplicate_names(data) if item not in found]
+        else:
+            found = env_problems
+            if not found:
+                return config
+    except RecursionError:
+        raise ConfigError(["the configuration is nested too deeply"], source=source) from None
+    raise ConfigError([f"{key_path(loc, raw)}: {message}" for loc, message in found], source=source)

@@ -1,0 +1,249 @@
+"""From a file to plain data, and from validation errors back to sentences a person can act on.
+
+Reads the YAML (duplicate keys are errors: a second `runtime_over` must not silently win),
+replaces `${VAR}` from the environment, reads `*_file` secrets, and turns pydantic's errors into
+`rules[2] (frontera-12h).when.runtime_over: expected a duration ...` lines. Secret values never
+reach a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from watchdog.config_fields import ERROR_TYPE, Loc, problem, problems, show
+from watchdog.errors import ConfigError
+
+SECRET_KEYS = frozenset({"password", "access_token", "client_key", "url"})
+_VAR = re.compile(r"\$(\$)?\{([^}]*)\}")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys in a mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """Read and parse the configuration file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, empty, or not valid YAML (with its line).
+    """
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], source=source) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source=source) from None
+    try:
+        parsed = yaml.load(data, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ConfigError([f"invalid YAML at {where}{what}"], source=source) from None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        # PyYAML raises ValueError for impossible dates such as 2024-13-40.
+        raise ConfigError([f"invalid YAML: {exc}"], source=source) from None
+    if parsed is None:
+        raise ConfigError(["the file is empty"], source=source)
+    if not isinstance(parsed, dict):
+        raise ConfigError(
+            [f"expected a mapping at the top level, got {show(parsed)}"], source=source
+        )
+    return parsed
+
+
+def substitute_env(
+    data: Any, env: Mapping[str, str], loc: Loc = ()
+) -> tuple[Any, list[tuple[Loc, str]]]:
+    """Replace `${VAR}` in every string (`$${VAR}` keeps the text). Returns data and problems.
+
+    Each problem is `(loc, message)`; an unresolved reference is left in place.
+    """
+    found: list[tuple[Loc, str]] = []
+
+    def walk(value: Any, where: Loc) -> Any:
+        if isinstance(value, str):
+            return _VAR.sub(lambda m: _replace(m, env, where, found), value)
+        if isinstance(value, dict):
+            return {k: walk(v, (*where, _loc_part(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*where, i)) for i, v in enumerate(value)]
+        return value
+
+    return walk(data, loc), found
+
+
+def _loc_part(key: Any) -> str | int:
+    return key if isinstance(key, str | int) and not isinstance(key, bool) else str(key)
+
+
+def _replace(
+    match: re.Match[str], env: Mapping[str, str], where: Loc, found: list[tuple[Loc, str]]
+) -> str:
+    escaped, name = match.group(1), match.group(2)
+    if escaped:
+        return "${" + name + "}"
+    if not _VAR_NAME.match(name):
+        found.append((where, f"invalid environment variable reference {show(match.group(0))}"))
+        return match.group(0)
+    if name not in env:
+        found.append((where, f"environment variable {name} is not set"))
+        return match.group(0)
+    return env[name]
+
+
+def read_secret_files(data: Any, keys: tuple[str, ...], base_dir: Path | None) -> Any:
+    """For each `KEY_file` in a mapping, read the file into `KEY` (trailing newlines stripped).
+
+    Raises:
+        PydanticCustomError: a file cannot be read or is empty, or both `KEY` and `KEY_file` are
+            given; every such problem names its key and the path, never the secret.
+    """
+    if not isinstance(data, dict):
+        return data
+    result = dict(data)
+    found: list[tuple[Loc, str]] = []
+    for key in keys:
+        file_key = f"{key}_file"
+        path_text = result.get(file_key)
+        if path_text is None:
+            continue
+        if not isinstance(path_text, str) or not path_text:
+            found.append(((file_key,), f"expected a file path, got {show(path_text)}"))
+            continue
+        if result.get(key) is not None:
+            found.append(((file_key,), f"give {key} or {file_key}, not both"))
+            continue
+        path = Path(path_text)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        try:
+            secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            found.append(((file_key,), f"cannot read {show(str(path))}: {reason}"))
+            continue
+        if not secret:
+            found.append(((file_key,), f"the file {show(str(path))} is empty"))
+            continue
+        result[key] = secret
+    if found:
+        raise problems(found) if len(found) > 1 else problem(found[0][1], at=found[0][0])
+    return result
+
+
+def key_path(loc: Loc, raw: Any) -> str:
+    """`('rules', 2, 'when')` → `rules[2] (frontera-12h).when`, naming the rule where known."""
+    text = ""
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+        if index == 1 and loc[0] == "rules" and isinstance(part, int):
+            name = _rule_name(raw, part)
+            if name:
+                text += f" ({name})"
+    return text or "(top level)"
+
+
+def _rule_name(raw: Any, index: int) -> str | None:
+    rules = raw.get("rules") if isinstance(raw, dict) else None
+    if isinstance(rules, list) and 0 <= index < len(rules) and isinstance(rules[index], dict):
+        name = rules[index].get("name")
+        if isinstance(name, str) and name:
+            return name if len(name) <= 60 else name[:57] + "..."
+    return None
+
+
+def format_errors(exc: ValidationError, root: type[BaseModel]) -> list[tuple[Loc, str]]:
+    """Translate pydantic's errors into `(loc, sentence)` pairs, hiding secret values."""
+    lines: list[tuple[Loc, str]] = []
+    for error in exc.errors(include_url=False):
+        loc: Loc = tuple(error["loc"])
+        ctx = error.get("ctx") or {}
+        if error["type"] == ERROR_TYPE and "problems" in ctx:
+            lines.extend(((*loc, *at), message) for at, message in ctx["problems"])
+        else:
+            lines.append((loc, _describe(error, loc, root)))
+    return lines
+
+
+def _describe(error: Any, loc: Loc, root: type[BaseModel]) -> str:
+    kind = error["type"]
+    secret = any(isinstance(p, str) and p in SECRET_KEYS for p in loc)
+    got = "" if secret else f", got {show(error.get('input'))}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key" + _suggestion(loc, root)
+    if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        return f"expected a mapping{got}"
+    if kind in {"tuple_type", "list_type"}:
+        return f"expected a list{got}"
+    if kind == "string_type":
+        return f"expected a string{got}"
+    message = str(error.get("msg", "invalid value"))
+    return message[:1].lower() + message[1:] + got
+
+
+def _suggestion(loc: Loc, root: type[BaseModel]) -> str:
+    model = _model_at(root, loc[:-1])
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    known = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in model.model_fields.items() if (f.alias or n) == part),
+            None,
+        )
+        model = _model_in(field.annotation) if field is not None else None
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
