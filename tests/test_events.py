@@ -46,7 +46,7 @@ def a_secret() -> str:
 
 
 # One row per product event: how to emit it, its level, and the fields product.md names.
-CASES: list[tuple[str, str, set[str], Callable[[EventLog], dict[str, Any]]]] = [
+CASES: list[tuple[str, str, set[str], Callable[[EventLog], None]]] = [
     (
         "watchdog_started",
         "info",
@@ -155,11 +155,13 @@ def test_every_product_event_has_exactly_one_case_and_method() -> None:
 
 @pytest.mark.parametrize(("name", "level", "fields", "emit"), CASES, ids=[c[0] for c in CASES])
 def test_event_fields(
-    name: str, level: str, fields: set[str], emit: Callable[[EventLog], dict[str, Any]]
+    name: str, level: str, fields: set[str], emit: Callable[[EventLog], None]
 ) -> None:
     configure_logging(json=True, stream=io.StringIO())
     with capture_logs() as logs:
-        final = emit(EventLog())
+        heard: list[dict[str, Any]] = []
+        emit(EventLog(listeners=[heard.append]))
+    [final] = heard
     [entry] = logs
     assert entry["event"] == name
     assert entry["level"] == level == entry["log_level"]
@@ -179,15 +181,18 @@ def test_event_fields(
 
 
 def test_dry_run_default_comes_from_the_log_and_can_be_overridden() -> None:
-    log = EventLog(dry_run=True)
-    assert log.rule_matched(JOB, rule="r", reason="x")["dry_run"] is True
-    assert log.rule_matched(JOB, rule="r", reason="x", dry_run=False)["dry_run"] is False
+    heard: list[dict[str, Any]] = []
+    log = EventLog(dry_run=True, listeners=[heard.append])
+    log.rule_matched(JOB, rule="r", reason="x")
+    log.rule_matched(JOB, rule="r", reason="x", dry_run=False)
     log.dry_run = False
-    assert log.job_warned(JOB, rule="r", reason="x")["dry_run"] is False
+    log.job_warned(JOB, rule="r", reason="x")
+    assert [e["dry_run"] for e in heard] == [True, False, False]
 
 
 def test_extra_fields_are_kept() -> None:
-    event = EventLog().job_cancelled(
+    heard: list[dict[str, Any]] = []
+    EventLog(listeners=[heard.append]).job_cancelled(
         JOB,
         rule="r",
         reason="x",
@@ -195,15 +200,23 @@ def test_extra_fields_are_kept() -> None:
         latency_s=1.0,
         job_name=JOB.name,
     )
-    assert event["job_name"] == "big run"
+    assert heard[0]["job_name"] == "big run"
 
 
 def test_exceptions_become_error_text() -> None:
-    log = EventLog()
-    assert log.poll_failed(TimeoutError("page 2"), 2, 1.0)["error"] == "TimeoutError: page 2"
+    heard: list[dict[str, Any]] = []
+    log = EventLog(listeners=[heard.append])
     auth = TapisAuthError("login", "bad password", http_status=401)
-    assert log.tapis_error("login", 401, auth, None)["error"] == str(auth)
-    assert log.poll_failed(RuntimeError(), 0, 0.0)["error"] == "RuntimeError"
+    log.poll_failed(TimeoutError("page 2"), 2, 1.0)
+    log.tapis_error("login", 401, auth, None)
+    log.poll_failed(RuntimeError(), 0, 0.0)
+    log.config_reload_failed("/etc/w.yaml", "plain text")
+    assert [e["error"] for e in heard] == [
+        "TimeoutError: page 2",
+        str(auth),
+        "RuntimeError",
+        "plain text",
+    ]
 
 
 # -- output modes ---------------------------------------------------------------------------------
@@ -285,7 +298,7 @@ def test_registered_secrets_never_reach_any_sink(tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "s.db") as store:
         log = EventLog(store, listeners=[received.append])
         with capture_logs() as logs:
-            final = log.poll_failed(
+            log.poll_failed(
                 RuntimeError(f"login as alice with password {password} refused"),
                 1,
                 0.2,
@@ -295,6 +308,7 @@ def test_registered_secrets_never_reach_any_sink(tmp_path: Path) -> None:
             )
         log.tapis_error("login", 401, f"bad password {password}", None)
         stored = store.events_since(datetime.now(UTC) - timedelta(hours=1))
+    final = received[0]
     assert final["error"] == "RuntimeError: login as alice with password *** refused"
     assert final["context"] == {"headers": ["X-Tapis-Token: ***", {"deep": ["***", 7]}]}
     assert final["raw"] == "body ***"
@@ -342,11 +356,13 @@ def test_redact_leaves_other_values_alone() -> None:
 
 def test_audit_trail_holds_the_final_event(tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "s.db") as store:
-        log = EventLog(store)
-        first = log.job_warned(JOB, rule="r", reason="grace 10m started")
-        second = log.job_cancel_skipped(JOB, rule="r", reason="x", why="dry_run", dry_run=True)
+        heard: list[dict[str, Any]] = []
+        log = EventLog(store, listeners=[heard.append])
+        log.job_warned(JOB, rule="r", reason="grace 10m started")
+        log.job_cancel_skipped(JOB, rule="r", reason="x", why="dry_run", dry_run=True)
         stored = store.events_since(datetime.now(UTC) - timedelta(hours=1), job_uuid=JOB.uuid)
-    assert stored == [first, second]
+    assert stored == heard
+    assert [e["event"] for e in stored] == ["job_warned", "job_cancel_skipped"]
 
 
 def test_a_raising_listener_breaks_nothing(tmp_path: Path) -> None:
@@ -358,13 +374,11 @@ def test_a_raising_listener_breaks_nothing(tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "s.db") as store:
         log = EventLog(store, listeners=[broken, received.append])
         with capture_logs() as logs:
-            final = log.job_cancelled(
-                JOB, rule="r", reason="x", final_status="CANCELLED", latency_s=2.0
-            )
+            log.job_cancelled(JOB, rule="r", reason="x", final_status="CANCELLED", latency_s=2.0)
             log.poll_completed(1, 0, 0, 1, 0.1)
         stored = store.events_since(datetime.now(UTC) - timedelta(hours=1))
     assert [e["event"] for e in received] == ["job_cancelled", "poll_completed"]
-    assert received[0] == final
+    assert received == stored
     assert [e["event"] for e in stored] == ["job_cancelled", "poll_completed"]
     failures = [e for e in logs if e["event"] == "listener_failed"]
     assert [(f["failed_event"], f["log_level"]) for f in failures] == [
@@ -394,6 +408,5 @@ def test_listeners_get_their_own_copy() -> None:
         event["event"] = "tampered"
 
     log = EventLog(listeners=[meddler, seen.append])
-    final = log.circuit_closed("ok")
-    assert final["event"] == "circuit_closed"
+    log.circuit_closed("ok")
     assert seen[0]["event"] == "circuit_closed"

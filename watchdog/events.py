@@ -253,8 +253,8 @@ class EventLog:
         reason: str,
         dry_run: bool | None,
         **fields: Any,
-    ) -> dict[str, Any]:
-        return self.emit(
+    ) -> None:
+        self.emit(
             level,
             event,
             job_uuid=job.uuid,
@@ -271,8 +271,8 @@ class EventLog:
 
     def watchdog_started(
         self, version: str, config_path: str, rule_count: int, dry_run: bool, **extra: Any
-    ) -> dict[str, Any]:
-        return self.emit(
+    ) -> None:
+        self.emit(
             "info",
             "watchdog_started",
             version=version,
@@ -282,18 +282,18 @@ class EventLog:
             **extra,
         )
 
-    def watchdog_stopped(self, reason: str, **extra: Any) -> dict[str, Any]:
-        return self.emit("info", "watchdog_stopped", reason=reason, **extra)
+    def watchdog_stopped(self, reason: str, **extra: Any) -> None:
+        self.emit("info", "watchdog_stopped", reason=reason, **extra)
 
-    def config_reloaded(self, config_path: str, rule_count: int, **extra: Any) -> dict[str, Any]:
-        return self.emit(
+    def config_reloaded(self, config_path: str, rule_count: int, **extra: Any) -> None:
+        self.emit(
             "info", "config_reloaded", config_path=config_path, rule_count=rule_count, **extra
         )
 
     def config_reload_failed(
         self, config_path: str, error: str | BaseException, **extra: Any
-    ) -> dict[str, Any]:
-        return self.emit(
+    ) -> None:
+        self.emit(
             "warning",
             "config_reload_failed",
             config_path=config_path,
@@ -309,8 +309,8 @@ class EventLog:
         api_calls: int,
         duration_s: float,
         **extra: Any,
-    ) -> dict[str, Any]:
-        return self.emit(
+    ) -> None:
+        self.emit(
             "info",
             "poll_completed",
             jobs_seen=jobs_seen,
@@ -323,8 +323,8 @@ class EventLog:
 
     def poll_failed(
         self, error: str | BaseException, api_calls: int, duration_s: float, **extra: Any
-    ) -> dict[str, Any]:
-        return self.emit(
+    ) -> None:
+        self.emit(
             "warning",
             "poll_failed",
             error=_error_text(error),
@@ -333,11 +333,11 @@ class EventLog:
             **extra,
         )
 
-    def circuit_opened(self, reason: str, **extra: Any) -> dict[str, Any]:
-        return self.emit("warning", "circuit_opened", reason=reason, **extra)
+    def circuit_opened(self, reason: str, **extra: Any) -> None:
+        self.emit("warning", "circuit_opened", reason=reason, **extra)
 
-    def circuit_closed(self, reason: str, **extra: Any) -> dict[str, Any]:
-        return self.emit("info", "circuit_closed", reason=reason, **extra)
+    def circuit_closed(self, reason: str, **extra: Any) -> None:
+        self.emit("info", "circuit_closed", reason=reason, **extra)
 
     def tapis_error(
         self,
@@ -346,8 +346,8 @@ class EventLog:
         error: str | BaseException,
         retry_in_s: float | None,
         **extra: Any,
-    ) -> dict[str, Any]:
-        return self.emit(
+    ) -> None:
+        self.emit(
             "warning",
             "tapis_error",
             operation=operation,
@@ -361,29 +361,23 @@ class EventLog:
 
     def rule_matched(
         self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
-    ) -> dict[str, Any]:
-        return self._job(
-            "info", "rule_matched", job, rule=rule, reason=reason, dry_run=dry_run, **extra
-        )
+    ) -> None:
+        self._job("info", "rule_matched", job, rule=rule, reason=reason, dry_run=dry_run, **extra)
 
     def job_warned(
         self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
-    ) -> dict[str, Any]:
-        return self._job(
-            "warning", "job_warned", job, rule=rule, reason=reason, dry_run=dry_run, **extra
-        )
+    ) -> None:
+        self._job("warning", "job_warned", job, rule=rule, reason=reason, dry_run=dry_run, **extra)
 
     def job_cleared(
         self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
-    ) -> dict[str, Any]:
-        return self._job(
-            "info", "job_cleared", job, rule=rule, reason=reason, dry_run=dry_run, **extra
-        )
+    ) -> None:
+        self._job("info", "job_cleared", job, rule=rule, reason=reason, dry_run=dry_run, **extra)
 
     def job_cancel_requested(
         self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
-    ) -> dict[str, Any]:
-        return self._job(
+    ) -> None:
+        self._job(
             "info", "job_cancel_requested", job, rule=rule, reason=reason, dry_run=dry_run, **extra
         )
 
@@ -396,9 +390,9 @@ class EventLog:
         why: str,
         dry_run: bool | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
+    ) -> None:
         fields = {"why": why, **extra}
-        return self._job(
+        self._job(
             "info", "job_cancel_skipped", job, rule=rule, reason=reason, dry_run=dry_run, **fields
         )
 
@@ -412,16 +406,14 @@ class EventLog:
         latency_s: float,
         dry_run: bool | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
+    ) -> None:
         fields = {"final_status": final_status, "latency_s": latency_s, **extra}
-        return self._job(
-            "info", "job_cancelled", job, rule=rule, reason=reason, dry_run=dry_run, **fields
-        )
+        self._job("info", "job_cancelled", job, rule=rule, reason=reason, dry_run=dry_run, **fields)
 
     def job_cancel_unconfirmed(
         self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
-    ) -> dict[str, Any]:
-        return self._job(
+    ) -> None:
+        self._job(
             "warning",
             "job_cancel_unconfirmed",
             job,
@@ -441,9 +433,9 @@ class EventLog:
         error: str | BaseException,
         dry_run: bool | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
+    ) -> None:
         fields = {"http_status": http_status, "error": _error_text(error), **extra}
-        return self._job(
+        self._job(
             "warning", "job_cancel_failed", job, rule=rule, reason=reason, dry_run=dry_run, **fields
         )
 
