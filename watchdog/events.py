@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 import structlog
 
+from watchdog.config import EVENTS
 from watchdog.errors import WatchdogError
 
 if TYPE_CHECKING:
@@ -34,27 +35,6 @@ __all__ = [
     "redact",
     "register_secret",
 ]
-
-# TODO: import from watchdog.config once it defines EVENTS; until then this is the list.
-EVENTS: tuple[str, ...] = (
-    "watchdog_started",
-    "watchdog_stopped",
-    "config_reloaded",
-    "config_reload_failed",
-    "poll_completed",
-    "poll_failed",
-    "rule_matched",
-    "job_warned",
-    "job_cleared",
-    "job_cancel_requested",
-    "job_cancel_skipped",
-    "job_cancelled",
-    "job_cancel_unconfirmed",
-    "job_cancel_failed",
-    "circuit_opened",
-    "circuit_closed",
-    "tapis_error",
-)
 
 REDACTED = "***"
 
