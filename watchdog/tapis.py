@@ -21,6 +21,8 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +60,7 @@ None when the call gives up."""
 HISTORY_PAGE = 100
 _MESSAGE_LIMIT = 500
 _SCRUBBED = "***"
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
 
 
 class Secret(Protocol):
@@ -202,11 +205,27 @@ class _RawResponseError(Exception):
         self.response = response
 
 
-def _raw_hook(operation: Any, response: requests.Response, **_: Any) -> None:
-    # tapipy runs post-request plugin callables after sending and before it builds TapisResult
-    # objects; raising here hands the already parsed envelope back unconverted.
-    if operation.resource_name == "jobs" and response.status_code < 300:
-        raise _RawResponseError(response)
+class _ResponseHook:
+    """A tapipy post-request plugin callable: notes each answer's status, passes jobs data raw.
+
+    tapipy runs these callables after a request is answered and before it builds TapisResult
+    objects; raising here hands the already parsed envelope of a successful jobs call back
+    unconverted.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __call__(self, operation: Any, response: requests.Response, **_: Any) -> None:
+        self._local.status = response.status_code
+        if operation.resource_name == "jobs" and response.status_code < 300:
+            raise _RawResponseError(response)
+
+    def take_status(self) -> int | None:
+        """The status of the last answer this thread received since the last take."""
+        status: int | None = getattr(self._local, "status", None)
+        self._local.status = None
+        return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +289,8 @@ class TapisClient:
         adapter = _TimeoutAdapter(settings.timeout.total_seconds(), self.max_concurrency)
         self._tapis.requests_session.mount("http://", adapter)
         self._tapis.requests_session.mount("https://", adapter)
-        self._tapis.plugin_on_call_post_request_callables.append(_raw_hook)
+        self._hook = _ResponseHook()
+        self._tapis.plugin_on_call_post_request_callables.append(self._hook)
 
     async def __aenter__(self) -> Self:
         return self
@@ -518,20 +538,20 @@ class TapisClient:
         raise error from outcome.error
 
     def _run(self, fn: Callable[[Tapis], Any]) -> _Outcome:
+        self._hook.take_status()
         started = time.perf_counter()
         try:
             value = fn(self._tapis)
         except _RawResponseError as raw:
-            response = raw.response
             try:
-                value = response.json()
+                value = raw.response.json()
             except ValueError:
                 value = None
-            return _Outcome(value, None, response.status_code, time.perf_counter() - started)
+            return _Outcome(value, None, raw.response.status_code, time.perf_counter() - started)
         except BaseTapyException as exc:
             status = exc.response.status_code if exc.response is not None else None
             return _Outcome(None, exc, status, time.perf_counter() - started)
-        return _Outcome(value, None, 200, time.perf_counter() - started)
+        return _Outcome(value, None, self._hook.take_status(), time.perf_counter() - started)
 
     def _translate(
         self, operation: str, exc: BaseTapyException, *, job_uuid: str | None, login: bool
@@ -559,7 +579,8 @@ class TapisClient:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, _SCRUBBED)
-        return text
+        # Tokens issued by a login are not in the configuration; any JWT is a credential.
+        return _JWT.sub(_SCRUBBED, text)
 
     def _report(self, operation: str, error: TapisError, retry_in_s: float | None) -> None:
         if self._on_error is not None:
