@@ -410,3 +410,14 @@ def test_listeners_get_their_own_copy() -> None:
     log = EventLog(listeners=[meddler, seen.append])
     log.circuit_closed("ok")
     assert seen[0]["event"] == "circuit_closed"
+
+
+def test_a_closed_stdout_does_not_lose_the_event(tmp_path: Path) -> None:
+    out = io.StringIO()
+    configure_logging(stream=out)
+    out.close()
+    received: list[dict[str, Any]] = []
+    with StateStore.open(tmp_path / "s.db") as store:
+        EventLog(store, listeners=[received.append]).watchdog_stopped("SIGTERM")
+        stored = store.events_since(datetime.now(UTC) - timedelta(hours=1))
+    assert [e["event"] for e in received] == [e["event"] for e in stored] == ["watchdog_stopped"]

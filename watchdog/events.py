@@ -9,6 +9,7 @@ fails is reported on stdout and never stops the event from reaching the others.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable
@@ -204,7 +205,9 @@ class EventLog:
         if "timestamp" not in fields:
             _stamp(None, level, head)
         final: dict[str, Any] = redact({**head, "level": level, "event": event, **fields})
-        getattr(self._log, level)(**final)
+        # A closed or broken stdout must not cost the audit trail or the listeners this event.
+        with contextlib.suppress(OSError, ValueError):
+            getattr(self._log, level)(**final)
         if self.store is not None:
             try:
                 self.store.append_event(final)
