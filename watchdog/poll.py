@@ -1,0 +1,251 @@
+# ruff: noqa: CPY001
+"""One poll: every active job of the identity, whole, or `PollError` and nothing at all.
+
+Completeness under churn is the point. Jobs change status while a poll pages through them, so
+`skip` paging over a status filter shifts under it and can skip a job that was active the whole
+time. This module pages by key instead: `orderBy=uuid(asc)` with `startAfter=<last uuid>`. A job's
+uuid never changes, so a job that stays active for the whole poll is in every answer's filter and
+is reached by the scan whatever moves around it.
+
+When the first page shows more pages to come (`computeTotal=true` gives the total), the rest of the
+uuid key space is cut into disjoint ranges (`uuid.gte`/`uuid.lt`; the first range continues after
+the first page, the last one is open-ended, so together they cover every string) and the ranges are
+scanned concurrently, each by key. The poll makes only search requests, never one per job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from watchdog.errors import JobRecordError, PollError, TapisAuthError, TapisError
+from watchdog.jobs import Job, parse_job
+
+if TYPE_CHECKING:
+    from watchdog.tapis import SearchPage, TapisClient
+
+ORDER_BY = "uuid(asc)"
+_KEY_FIELDS = ("uuid", "status")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_PREFIX = 8
+_KEY_SPACE = 16**_PREFIX
+
+OnMalformed = Callable[[str | None, str], None]
+"""`on_malformed(job_uuid, detail)`: a record that could not be read, skipped by this poll."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """Every active job one poll saw, and what the poll cost."""
+
+    jobs: tuple[Job, ...]
+    pages: int
+    api_calls: int
+    malformed: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """A slice of the uuid key space: after `start_after` (exclusive), from `gte`, below `lt`."""
+
+    start_after: str | None = None
+    gte: str | None = None
+    lt: str | None = None
+
+
+async def poll_jobs(
+    client: TapisClient,
+    *,
+    statuses: Sequence[str],
+    list_type: str,
+    page_size: int,
+    fields: Sequence[str],
+    on_malformed: OnMalformed | None = None,
+    max_ranges: int | None = None,
+) -> PollResult:
+    """List every job of the identity whose status is in `statuses`, with `fields` selected.
+
+    `max_ranges` bounds how many key ranges are scanned at once (default: the client's
+    concurrency). Records that cannot be parsed are reported through `on_malformed` and skipped.
+
+    Raises:
+        PollError: a page could not be fetched (after the client's retries) or Tapis answered
+            pages out of order; the cause is chained. Nothing from a failed poll may be acted on.
+        TapisAuthError: the identity can no longer log in (fatal, not a poll failure).
+    """
+    poll = _Poll(
+        client,
+        statuses=statuses,
+        list_type=list_type,
+        page_size=page_size,
+        fields=fields,
+        on_malformed=on_malformed,
+    )
+    started = time.perf_counter()
+    try:
+        await poll.run(max_ranges or client.max_concurrency)
+    except TapisAuthError:
+        raise
+    except TapisError as exc:
+        raise PollError(
+            "poll", f"{exc}; nothing from this poll is acted on", http_status=exc.http_status
+        ) from exc
+    return PollResult(
+        jobs=tuple(poll.jobs[uuid] for uuid in sorted(poll.jobs)),
+        pages=poll.pages,
+        api_calls=poll.api_calls,
+        malformed=poll.malformed,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+class _Poll:
+    def __init__(
+        self,
+        client: TapisClient,
+        *,
+        statuses: Sequence[str],
+        list_type: str,
+        page_size: int,
+        fields: Sequence[str],
+        on_malformed: OnMalformed | None,
+    ) -> None:
+        if not statuses:
+            raise ValueError("a poll needs at least one status")
+        if page_size < 1:
+            raise ValueError(f"page_size must be > 0: {page_size}")
+        self._client = client
+        self._conditions: Mapping[str, str] = {"status.in": ",".join(statuses)}
+        self._list_type = list_type
+        self._page_size = page_size
+        self._select = tuple(dict.fromkeys((*_KEY_FIELDS, *fields)))
+        self._on_malformed = on_malformed
+        self.jobs: dict[str, Job] = {}
+        self.pages = 0
+        self.api_calls = 0
+        self.malformed = 0
+
+    async def run(self, max_ranges: int) -> None:
+        first = await self._fetch(_Range(), compute_total=True)
+        last = self._take(first, None)
+        if not self._is_full(first) or last is None:
+            return
+        ranges = _split_after(last, self._ranges_needed(first, max_ranges))
+        if len(ranges) == 1:
+            await self._scan(ranges[0])
+            return
+        failures: list[TapisError] = []
+
+        async def scan(key_range: _Range) -> None:
+            try:
+                await self._scan(key_range)
+            except TapisError as exc:
+                failures.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for key_range in ranges:
+                tg.start_soon(scan, key_range)
+        if failures:
+            raise failures[0]
+
+    def _ranges_needed(self, first: SearchPage, max_ranges: int) -> int:
+        if first.total is None:
+            return 1
+        remaining = max(0, first.total - len(first.records))
+        return max(1, min(max_ranges, math.ceil(remaining / self._page_size)))
+
+    async def _scan(self, key_range: _Range) -> None:
+        cursor = key_range.start_after
+        while True:
+            page = await self._fetch(key_range, start_after=cursor)
+            cursor = self._take(page, cursor)
+            if not self._is_full(page):
+                return
+
+    async def _fetch(
+        self, key_range: _Range, *, start_after: str | None = None, compute_total: bool = False
+    ) -> SearchPage:
+        conditions = dict(self._conditions)
+        if key_range.gte is not None:
+            conditions["uuid.gte"] = key_range.gte
+        if key_range.lt is not None:
+            conditions["uuid.lt"] = key_range.lt
+        page = await self._client.search_jobs(
+            conditions=conditions,
+            select=self._select,
+            limit=self._page_size,
+            order_by=ORDER_BY,
+            start_after=start_after,
+            list_type=self._list_type,
+            compute_total=compute_total,
+        )
+        self.pages += 1
+        self.api_calls += page.requests
+        return page
+
+    def _is_full(self, page: SearchPage) -> bool:
+        # A server that caps the page size says so in recordLimit; a short page is the last one.
+        return len(page.records) >= (page.record_limit or self._page_size)
+
+    def _take(self, page: SearchPage, cursor: str | None) -> str | None:
+        """Keep the page's jobs; return the new cursor (the last uuid).
+
+        Raises:
+            TapisError: the page is not in uuid order after the cursor, or its last record has no
+                uuid, so the scan cannot continue safely.
+        """
+        for record in page.records:
+            uuid = _uuid_of(record)
+            if uuid is not None:
+                if cursor is not None and uuid <= cursor:
+                    raise TapisError(
+                        "search_jobs", f"records out of uuid order ({uuid} after {cursor})"
+                    )
+                cursor = uuid
+            self._keep(record, uuid)
+        if page.records and _uuid_of(page.records[-1]) is None:
+            raise TapisError("search_jobs", "the last record of a page has no uuid")
+        return cursor
+
+    def _keep(self, record: Any, uuid: str | None) -> None:
+        try:
+            job = parse_job(record)
+        except JobRecordError as exc:
+            self.malformed += 1
+            if self._on_malformed is not None:
+                self._on_malformed(uuid, exc.detail)
+            return
+        self.jobs.setdefault(job.uuid, job)
+
+
+def _uuid_of(record: Any) -> str | None:
+    uuid = record.get("uuid") if isinstance(record, Mapping) else None
+    return uuid if isinstance(uuid, str) and uuid else None
+
+
+def _split_after(last: str, count: int) -> list[_Range]:
+    """Cut the key space after `last` into up to `count` disjoint ranges that cover all of it.
+
+    Boundaries are spread over hex uuid prefixes; a key that is not a hex uuid gets one range.
+    """
+    prefix = last[:_PREFIX]
+    if count <= 1 or len(prefix) < _PREFIX or not set(prefix) <= _HEX_DIGITS:
+        return [_Range(start_after=last)]
+    start = int(prefix, 16) + 1
+    if start >= _KEY_SPACE:
+        return [_Range(start_after=last)]
+    bounds = sorted(
+        {f"{start + (_KEY_SPACE - start) * i // count:0{_PREFIX}x}" for i in range(1, count)}
+    )
+    ranges = [_Range(start_after=last, lt=bounds[0])]
+    ranges += [_Range(gte=lo, lt=hi) for lo, hi in itertools.pairwise(bounds)]
+    ranges.append(_Range(gte=bounds[-1]))
+    return ranges
