@@ -1,0 +1,361 @@
+"""The `when` conditions of a rule, compiled, and their evaluation against one job at one time.
+
+Evaluation is three-valued: a condition holds (True), does not (False), or cannot be known from
+the data at hand (None: no start time, no node count, inputs not in the record). Only True makes
+a rule match, and `not` of an unknown stays unknown, so missing data never leads to an action.
+Pure: no I/O, no clock; `now` comes in through `Facts`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from watchdog.config_fields import compact_duration
+from watchdog.durations import format_duration
+from watchdog.rule_config import INPUT_SOURCES, compile_pattern
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from watchdog.jobs import Job
+    from watchdog.rule_config import Conditions
+
+Tri = bool | None
+_HOUR = Fraction(3600)
+# The Tapis attribute each input kind is read from, to tell "no match" from "not in the record".
+SOURCE_FIELDS: dict[str, str] = {
+    "file_inputs": "fileInputs",
+    "app_args": "parameterSet",
+    "container_args": "parameterSet",
+    "scheduler_options": "parameterSet",
+    "env": "parameterSet",
+    "name": "name",
+    "description": "description",
+}
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """A datetime in UTC; a naive one is taken to be UTC already."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the conditions read about one job at one moment, computed once per evaluation."""
+
+    job: Job
+    now: datetime
+    status_since: datetime | None
+
+    @property
+    def started(self) -> datetime | None:
+        return aware(self.job.remote_started)
+
+    @property
+    def runtime(self) -> timedelta:
+        """now - remoteStarted (0 before the start); a job that ended stops its clock."""
+        started = self.started
+        if started is None:
+            return timedelta(0)
+        end = aware(self.job.ended) if self.job.is_terminal and self.job.ended else None
+        return max((end or self.now) - started, timedelta(0))
+
+    @property
+    def age(self) -> timedelta | None:
+        created = aware(self.job.created)
+        return None if created is None else max(self.now - created, timedelta(0))
+
+    @property
+    def entered_status(self) -> datetime | None:
+        if self.status_since is not None:
+            return aware(self.status_since)
+        if self.job.status == "RUNNING":
+            return aware(self.job.remote_started)
+        if self.job.status == "QUEUED":
+            return aware(self.job.remote_submitted)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One condition's answer, the sentence that explains it, and one line per leaf checked."""
+
+    holds: Tri
+    reason: str
+    details: tuple[str, ...]
+
+
+def _line(path: str, holds: Tri, reason: str) -> str:
+    mark = {True: "yes", False: "no ", None: "?  "}[holds]
+    return f"{mark} {path}: {reason}"
+
+
+def _leaf(path: str, reason: str, *, holds: Tri) -> Outcome:
+    return Outcome(holds, reason, (_line(path, holds, reason),))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+class Condition(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome: ...
+
+    def describe(self) -> str: ...
+
+    def walk(self) -> Iterator[Condition]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOver:
+    threshold: timedelta
+    key: ClassVar[str] = "runtime_over"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        runtime, limit = facts.runtime, compact_duration(self.threshold)
+        if runtime > self.threshold:
+            return _leaf(path, f"runtime {format_duration(runtime)} exceeds {limit}", holds=True)
+        note = "" if facts.started is not None else " (not started)"
+        reason = f"runtime {format_duration(runtime)} does not exceed {limit}{note}"
+        return _leaf(path, reason, holds=False)
+
+    def describe(self) -> str:
+        return f"runtime > {compact_duration(self.threshold)}"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+
+
+@dataclass(frozen=True, slots=True)
+class AgeOver:
+    threshold: timedelta
+    key: ClassVar[str] = "age_over"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        age, limit = facts.age, compact_duration(self.threshold)
+        if age is None:
+            return _leaf(path, "age unknown (the job has no created time)", holds=None)
+        if age > self.threshold:
+            return _leaf(path, f"age {format_duration(age)} exceeds {limit}", holds=True)
+        return _leaf(path, f"age {format_duration(age)} does not exceed {limit}", holds=False)
+
+    def describe(self) -> str:
+        return f"age > {compact_duration(self.threshold)}"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+
+
+@dataclass(frozen=True, slots=True)
+class InStatusOver:
+    threshold: timedelta
+    key: ClassVar[str] = "in_status_over"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        status, limit = facts.job.status, compact_duration(self.threshold)
+        since = facts.entered_status
+        if since is None:
+            age = facts.age
+            # Time in a status never exceeds the job's age: a young job needs no history.
+            if age is not None and age <= self.threshold:
+                reason = (
+                    f"in {status} for at most {format_duration(age)} (its age), not over {limit}"
+                )
+                return _leaf(path, reason, holds=False)
+            return _leaf(path, f"time in {status} unknown", holds=None)
+        spent = max(facts.now - since, timedelta(0))
+        if spent > self.threshold:
+            return _leaf(
+                path, f"in {status} for {format_duration(spent)}, over {limit}", holds=True
+            )
+        return _leaf(
+            path, f"in {status} for {format_duration(spent)}, not over {limit}", holds=False
+        )
+
+    def describe(self) -> str:
+        return f"time in status > {compact_duration(self.threshold)}"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHoursOver:
+    limit: float
+    key: ClassVar[str] = "node_hours_over"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        nodes = facts.job.node_count
+        if nodes is None:
+            return _leaf(path, "node hours unknown (the job has no nodeCount)", holds=None)
+        runtime = facts.runtime
+        # Exact arithmetic: at the threshold, a float rounding must not tip the answer.
+        exact = Fraction(runtime // timedelta(microseconds=1), 1_000_000) / _HOUR * nodes
+        how = f"({nodes} node{'s' if nodes != 1 else ''} x {format_duration(runtime)})"
+        shown, limit = f"{float(exact):.1f}", _number(self.limit)
+        if exact > Fraction(self.limit):
+            return _leaf(path, f"node hours {shown} exceed {limit} {how}", holds=True)
+        return _leaf(path, f"node hours {shown} do not exceed {limit} {how}", holds=False)
+
+    def describe(self) -> str:
+        return f"node hours > {_number(self.limit)}"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+
+
+def input_strings(job: Job, source: str) -> Iterator[str]:
+    """Every input string of one kind, as `input_matches` searches them."""
+    if source == "file_inputs":
+        for item in job.file_inputs:
+            yield from (s for s in (item.source_url, item.target_path) if s)
+    elif source in {"app_args", "container_args", "scheduler_options"}:
+        yield from getattr(job, source)
+    elif source == "env":
+        yield from (f"{k}={v}" for k, v in job.env if not k.startswith("_tapis"))
+    elif source == "name" and job.name:
+        yield job.name
+    elif source == "description" and job.description:
+        yield job.description
+
+
+@dataclass(frozen=True, slots=True)
+class InputMatches:
+    pattern: str
+    sources: tuple[str, ...]
+    regex: Any
+    key: ClassVar[str] = "input_matches"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        job = facts.job
+        for source in self.sources:
+            for text in input_strings(job, source):
+                if self.regex.search(text.encode("utf-8", "replace")) is not None:
+                    reason = f"input {source} {_quote(text)} matches {self.pattern}"
+                    return _leaf(path, reason, holds=True)
+        where = "" if self.sources == INPUT_SOURCES else f" in {', '.join(self.sources)}"
+        missing = [s for s in self.sources if job.fields and SOURCE_FIELDS[s] not in job.fields]
+        if missing:
+            reason = f"no input{where} matches {self.pattern}, and {', '.join(missing)} unknown"
+            return _leaf(path, reason + " (not in the job record)", holds=None)
+        return _leaf(path, f"no input{where} matches {self.pattern}", holds=False)
+
+    def describe(self) -> str:
+        where = "" if self.sources == INPUT_SOURCES else f" in {'|'.join(self.sources)}"
+        return f"an input{where} matches {self.pattern}"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+
+
+def _quote(text: str) -> str:
+    shown = json.dumps(text, ensure_ascii=False)
+    return shown if len(shown) <= 120 else shown[:116] + '..."'
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """A condition map: every condition holds."""
+
+    conditions: tuple[Condition, ...]
+    key: ClassVar[str] = "when"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        outcomes = [c.evaluate(facts, f"{path}.{c.key}") for c in self.conditions]
+        details = tuple(line for o in outcomes for line in o.details)
+        for wanted in (False, None):
+            first = next((o for o in outcomes if o.holds is wanted), None)
+            if first is not None:
+                return Outcome(wanted, first.reason, details)
+        return Outcome(holds=True, reason="; ".join(o.reason for o in outcomes), details=details)
+
+    def describe(self) -> str:
+        return " and ".join(c.describe() for c in self.conditions)
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+        for condition in self.conditions:
+            yield from condition.walk()
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """`any`: at least one of the condition maps holds."""
+
+    options: tuple[AllOf, ...]
+    key: ClassVar[str] = "any"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        outcomes = [o.evaluate(facts, f"{path}[{i}]") for i, o in enumerate(self.options)]
+        details = tuple(line for o in outcomes for line in o.details)
+        for wanted in (True, None):
+            first = next((o for o in outcomes if o.holds is wanted), None)
+            if first is not None:
+                return Outcome(wanted, first.reason, details)
+        return Outcome(
+            holds=False, reason="none of: " + "; ".join(o.reason for o in outcomes), details=details
+        )
+
+    def describe(self) -> str:
+        return "(" + " or ".join(o.describe() for o in self.options) + ")"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+        for option in self.options:
+            yield from option.walk()
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """`not`: the condition map does not hold (unknown stays unknown)."""
+
+    inner: AllOf
+    key: ClassVar[str] = "not"
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        inner = self.inner.evaluate(facts, path)
+        if inner.holds is None:
+            return Outcome(None, inner.reason, inner.details)
+        if inner.holds:
+            return Outcome(
+                holds=False, reason=f"{inner.reason} (excluded by not)", details=inner.details
+            )
+        return Outcome(holds=True, reason=inner.reason, details=inner.details)
+
+    def describe(self) -> str:
+        return f"not ({self.inner.describe()})"
+
+    def walk(self) -> Iterator[Condition]:
+        yield self
+        yield from self.inner.walk()
+
+
+def compile_conditions(conditions: Conditions) -> AllOf:
+    """Turn a validated condition map into its evaluable form, in the documented key order."""
+    parts: list[Condition] = []
+    if conditions.runtime_over is not None:
+        parts.append(RuntimeOver(conditions.runtime_over))
+    if conditions.age_over is not None:
+        parts.append(AgeOver(conditions.age_over))
+    if conditions.in_status_over is not None:
+        parts.append(InStatusOver(conditions.in_status_over))
+    if conditions.node_hours_over is not None:
+        parts.append(NodeHoursOver(conditions.node_hours_over))
+    if conditions.input_matches is not None:
+        match = conditions.input_matches
+        regex = compile_pattern(match.pattern)
+        parts.append(InputMatches(match.pattern, match.sources, regex))
+    if conditions.any_of is not None:
+        parts.append(AnyOf(tuple(compile_conditions(c) for c in conditions.any_of)))
+    if conditions.negated is not None:
+        parts.append(Not(compile_conditions(conditions.negated)))
+    return AllOf(tuple(parts))
