@@ -93,6 +93,7 @@ class Actor:
         Cancels are sent before this returns; following them until they are terminal runs in
         `followers`, so the caller decides how long to wait for confirmations.
         """
+        self.store.observe_jobs({job.uuid: job.status for job in jobs}, now)
         since = await self._status_since_all(jobs, rules, now)
         matches = 0
         candidates: list[_Candidate] = []
@@ -428,7 +429,7 @@ class Actor:
             reason = "cancel sent before a restart"
             if decision is not None and decision.outcome:
                 reason = f"cancel sent before a restart ({decision.outcome})"
-            sent_at = record.sent_at or record.requested_at
+            sent_at = record.sent_at or record.begun_at
             self._following.add(job.uuid)
             followers.start_soon(
                 partial(
