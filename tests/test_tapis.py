@@ -1,4 +1,3 @@
-# ruff: noqa: CPY001
 """TapisClient against a scripted loopback HTTP server, through real tapipy and requests.
 
 The server here answers whatever each test scripts (hangs, 503s, 429s, token errors, refusals), so

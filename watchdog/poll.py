@@ -1,4 +1,3 @@
-# ruff: noqa: CPY001
 """One poll: every active job of the identity, whole, or `PollError` and nothing at all.
 
 Completeness under churn is the point. Jobs change status while a poll pages through them, so

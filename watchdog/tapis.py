@@ -1,4 +1,3 @@
-# ruff: noqa: CPY001
 """The Tapis layer: the only module that imports tapipy.
 
 `TapisClient` wraps one offline-built tapipy client and makes it safe for a daemon:
