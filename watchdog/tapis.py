@@ -301,6 +301,11 @@ class TapisClient:
         """Close the HTTP connections."""
         self._tapis.requests_session.close()
 
+    @property
+    def api_calls_total(self) -> int:
+        """HTTP requests made to Tapis so far, every operation together."""
+        return self.api_calls.total
+
     # -- authentication -------------------------------------------------------------------
 
     @property
