@@ -656,3 +656,13 @@ async def test_many_concurrent_calls_stay_within_the_limiter_and_pool(
     assert len(owner.requests) == 100
     assert owner.max_in_flight <= 16
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+async def test_garbled_success_is_retried(server: Server, tapis: Tapis, calls: Calls):
+    garbled: Reply = (200, {"Content-Type": "application/json"}, b'{"result": {"stat')
+    replies = [garbled, envelope({"status": "RUNNING"})]
+    tapis.routes["GET", STATUS_PATH] = lambda _: replies.pop(0)
+    async with calls.client(Settings(server.base_url)) as client:
+        await client.login()
+        assert await client.get_status(JOB) == "RUNNING"
+    assert [(op, code) for op, code, _, _ in calls.errors] == [("get_status", 200)]

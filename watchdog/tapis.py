@@ -382,8 +382,7 @@ class TapisClient:
         if compute_total:
             query["computeTotal"] = "true"
         query.update(conditions)
-        before = self.api_calls.by_operation["search_jobs"]
-        envelope = await self._call(
+        envelope, requests_made = await self._call_counted(
             "search_jobs",
             lambda t: t.jobs.getJobSearchList(_tapis_query_parameters=query),
         )
@@ -403,7 +402,7 @@ class TapisClient:
             records=records,
             total=total,
             record_limit=record_limit,
-            requests=self.api_calls.by_operation["search_jobs"] - before,
+            requests=requests_made,
         )
 
     async def get_job(self, uuid: str) -> dict[str, Any]:
@@ -499,12 +498,26 @@ class TapisClient:
         job_uuid: str | None = None,
         login: bool = False,
     ) -> T:
+        value, _ = await self._call_counted(operation, fn, job_uuid=job_uuid, login=login)
+        return value
+
+    async def _call_counted(
+        self,
+        operation: str,
+        fn: Callable[[Tapis], T],
+        *,
+        job_uuid: str | None = None,
+        login: bool = False,
+    ) -> tuple[T, int]:
+        """Run `fn` with retries and one re-login; return its value and the requests it took."""
         relogged = False
         retry_number = 0
+        attempts = 0
         while True:
             generation = self._generation
+            attempts += 1
             try:
-                return await self._attempt(operation, fn, job_uuid=job_uuid, login=login)
+                value = await self._attempt(operation, fn, job_uuid=job_uuid, login=login)
             except _TokenRejectedError as rejected:
                 if relogged or not self.can_login:
                     self._report(operation, rejected.cause, None)
@@ -528,6 +541,8 @@ class TapisClient:
             except TapisError as exc:
                 self._report(operation, exc, None)
                 raise
+            else:
+                return value, attempts
 
     async def _attempt(
         self, operation: str, fn: Callable[[Tapis], T], *, job_uuid: str | None, login: bool
@@ -547,14 +562,16 @@ class TapisClient:
         try:
             value = fn(self._tapis)
         except _RawResponseError as raw:
+            latency = time.perf_counter() - started
             try:
                 value = raw.response.json()
             except ValueError:
-                value = None
-            return _Outcome(value, None, raw.response.status_code, time.perf_counter() - started)
+                garbled = BaseTapyException("the answer is not valid JSON", response=raw.response)
+                return _Outcome(None, garbled, raw.response.status_code, latency)
+            return _Outcome(value, None, raw.response.status_code, latency)
         except BaseTapyException as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            return _Outcome(None, exc, status, time.perf_counter() - started)
+            answered = exc.response.status_code if exc.response is not None else None
+            return _Outcome(None, exc, answered, time.perf_counter() - started)
         return _Outcome(value, None, self._hook.take_status(), time.perf_counter() - started)
 
     def _translate(
@@ -568,7 +585,8 @@ class TapisClient:
         if "JOBS_JOB_SELECT_UUID_ERROR" in detail and not login:
             # Tapis answers an unknown uuid with 400, and getJob sometimes with 500.
             return JobNotFoundError(operation, detail, http_status=status, job_uuid=job_uuid)
-        if status == 429 or status >= 500:
+        if status == 429 or status >= 500 or status < 300:
+            # A garbled success is a server fault too: worth another try.
             return TapisUnavailableError(
                 operation,
                 detail,
