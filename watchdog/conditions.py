@@ -100,6 +100,12 @@ def _leaf(path: str, reason: str, *, holds: Tri) -> Outcome:
     return Outcome(holds, reason, (_line(path, holds, reason),))
 
 
+def _hours(delta: timedelta) -> str:
+    """A runtime in hours and minutes, the unit of node hours: `64h00m`."""
+    minutes = int(delta.total_seconds()) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
@@ -200,7 +206,7 @@ class NodeHoursOver:
         runtime = facts.runtime
         # Exact arithmetic: at the threshold, a float rounding must not tip the answer.
         exact = Fraction(runtime // timedelta(microseconds=1), 1_000_000) / _HOUR * nodes
-        how = f"({nodes} node{'s' if nodes != 1 else ''} x {format_duration(runtime)})"
+        how = f"({nodes} node{'s' if nodes != 1 else ''} x {_hours(runtime)})"
         shown, limit = f"{float(exact):.1f}", _number(self.limit)
         if exact > Fraction(self.limit):
             return _leaf(path, f"node hours {shown} exceed {limit} {how}", holds=True)
