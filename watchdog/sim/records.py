@@ -1,0 +1,512 @@
+"""Complete Tapis job records built from partial ones, with realistic defaults and a history.
+
+A fleet gives only the fields a test cares about; everything else gets the value Tapis would
+send, in Tapis's own shapes: timestamps as `...Z` strings with microseconds, and `fileInputs`,
+`parameterSet`, `notes`, `subscriptions`, `execSystemConstraints` as JSON strings.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from watchdog.durations import parse_relative
+
+if TYPE_CHECKING:
+    import random
+
+MAIN_PATH = (
+    "PENDING",
+    "PROCESSING_INPUTS",
+    "STAGING_INPUTS",
+    "STAGING_JOB",
+    "SUBMITTING_JOB",
+    "QUEUED",
+    "RUNNING",
+    "ARCHIVING",
+    "FINISHED",
+)
+TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELLED"})
+STATUSES = frozenset({*MAIN_PATH, "FAILED", "CANCELLED", "BLOCKED", "PAUSED"})
+
+SUMMARY_FIELDS = (
+    "uuid",
+    "name",
+    "owner",
+    "appId",
+    "created",
+    "status",
+    "condition",
+    "remoteStarted",
+    "ended",
+    "tenant",
+    "execSystemId",
+    "archiveSystemId",
+    "appVersion",
+    "lastUpdated",
+)
+TIMESTAMP_FIELDS = frozenset(
+    {
+        "created",
+        "ended",
+        "lastUpdated",
+        "remoteSubmitted",
+        "remoteStarted",
+        "remoteEnded",
+        "remoteLastStatusCheck",
+    }
+)
+INT_FIELDS = frozenset(
+    {
+        "id",
+        "nodeCount",
+        "coresPerNode",
+        "memoryMB",
+        "maxMinutes",
+        "blockedCount",
+        "remoteSubmitRetries",
+        "remoteChecksSuccess",
+        "remoteChecksFailed",
+    }
+)
+BOOL_FIELDS = frozenset(
+    {"mpi", "visible", "archiveOnAppError", "dynamicExecSystem", "sharedAppCtx"}
+)
+JSON_STRING_FIELDS = frozenset(
+    {"fileInputs", "parameterSet", "notes", "subscriptions", "execSystemConstraints"}
+)
+LIST_FIELDS = frozenset({"tags", "sharedAppCtxAttribs"})
+
+# Every field of a job record, in the order Tapis sends them.
+ALL_FIELDS = (
+    "id", "name", "owner", "tenant", "description", "status", "condition", "lastMessage",
+    "created", "ended", "lastUpdated", "uuid", "appId", "appVersion", "archiveOnAppError",
+    "dynamicExecSystem", "execSystemId", "execSystemExecDir", "execSystemInputDir",
+    "execSystemOutputDir", "execSystemLogicalQueue", "archiveSystemId", "archiveSystemDir",
+    "dtnSystemId", "dtnMountSourcePath", "dtnMountPoint", "nodeCount", "coresPerNode",
+    "memoryMB", "maxMinutes", "fileInputs", "parameterSet", "execSystemConstraints",
+    "subscriptions", "blockedCount", "remoteJobId", "remoteJobId2", "remoteOutcome",
+    "remoteResultInfo", "remoteQueue", "remoteSubmitted", "remoteStarted", "remoteEnded",
+    "remoteSubmitRetries", "remoteChecksSuccess", "remoteChecksFailed", "remoteLastStatusCheck",
+    "inputTransactionId", "inputCorrelationId", "archiveTransactionId", "archiveCorrelationId",
+    "stageAppTransactionId", "stageAppCorrelationId", "dtnInputTransactionId",
+    "dtnInputCorrelationId", "dtnOutputTransactionId", "dtnOutputCorrelationId", "tapisQueue",
+    "visible", "createdby", "createdbyTenant", "tags", "jobType", "mpi", "mpiCmd", "cmdPrefix",
+    "sharedAppCtx", "sharedAppCtxAttribs", "notes", "trackingId",
+)  # fmt: skip
+
+# Keys a fleet may give beside record fields: simulator behaviour and input shorthands.
+SIM_KEYS = frozenset(
+    {
+        "history",
+        "shared_with",
+        "cancel",
+        "cancel_delay",
+        "live",
+        "inputs",
+        "app_args",
+        "container_args",
+        "scheduler_options",
+        "env",
+    }
+)
+CANCEL_MODES = frozenset({"honour", "ignore_first", "ignore"})
+
+SYSTEMS = {
+    "frontera": ("normal", "/scratch1/05234", "frontera.tacc.utexas.edu"),
+    "stampede3": ("skx", "/scratch/09876", "stampede3.tacc.utexas.edu"),
+    "ls6": ("normal", "/scratch/07000", "ls6.tacc.utexas.edu"),
+}
+DEFAULT_CONDITIONS = {
+    "FINISHED": "NORMAL_COMPLETION",
+    "CANCELLED": "CANCELLED_BY_USER",
+    "FAILED": "SCHEDULER_TERMINATED",
+}
+
+
+def format_ts(moment: datetime) -> str:
+    """Render a time the way Tapis does: UTC, microseconds, trailing `Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    """Read a Tapis timestamp (or a bare date) as an aware UTC datetime.
+
+    Raises:
+        ValueError: the text is not an ISO-8601 time or date.
+    """
+    moment = datetime.fromisoformat(text.strip())
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def resolve_time(value: Any, start: datetime) -> datetime | None:
+    """A fleet time: None, a datetime, an ISO string, or a signed offset from `start` (`-13h`).
+
+    Raises:
+        ValueError: the value is none of these.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("+", "-") or (
+            text[:1].isdigit() and text[-1:] in "dhms" and ":" not in text
+        ):
+            return start + parse_relative(text)
+        return parse_ts(text)
+    msg = f"expected a time such as -13h or 2024-05-01T12:00:00Z, got {value!r}"
+    raise ValueError(msg)
+
+
+def new_uuid(rng: random.Random) -> str:
+    """A job UUID in Tapis's shape: a UUID4 with the `-007` jobs suffix."""
+    return f"{uuidlib.UUID(int=rng.getrandbits(128), version=4)}-007"
+
+
+def _json_string(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _arg_list(items: Any) -> list[dict[str, Any]]:
+    out = []
+    for i, item in enumerate(items or ()):
+        if isinstance(item, Mapping):
+            out.append({"name": None, "description": None, "include": None, "notes": None, **item})
+        else:
+            out.append(
+                {
+                    "name": f"arg{i}",
+                    "description": None,
+                    "include": None,
+                    "arg": str(item),
+                    "notes": "{}",
+                }
+            )
+    return out
+
+
+def _file_inputs(items: Any) -> list[dict[str, Any]]:
+    out = []
+    for i, item in enumerate(items or ()):
+        base: dict[str, Any] = {
+            "name": f"input{i}",
+            "description": None,
+            "envKey": f"INPUT{i}",
+            "autoMountLocal": True,
+            "sourceUrl": None,
+            "targetPath": None,
+            "notes": "{}",
+            "optional": False,
+            "srcSharedAppCtx": "",
+            "destSharedAppCtx": "",
+        }
+        if isinstance(item, Mapping):
+            base.update(item)
+        else:
+            base["sourceUrl"] = str(item)
+        if not base["targetPath"] and base["sourceUrl"]:
+            base["targetPath"] = str(base["sourceUrl"]).rstrip("/").rsplit("/", 1)[-1]
+        out.append(base)
+    return out
+
+
+def _tapis_env(rec: Mapping[str, Any], host: str, work_dir: str) -> list[dict[str, Any]]:
+    created = rec["created"] or ""
+    pairs = {
+        "_tapisAppId": rec["appId"],
+        "_tapisAppVersion": rec["appVersion"],
+        "_tapisArchiveOnAppError": "true",
+        "_tapisArchiveSystemDir": rec["archiveSystemDir"],
+        "_tapisArchiveSystemId": rec["archiveSystemId"],
+        "_tapisCoresPerNode": str(rec["coresPerNode"]),
+        "_tapisDynamicExecSystem": "false",
+        "_tapisEffectiveUserId": rec["owner"],
+        "_tapisExecSystemExecDir": rec["execSystemExecDir"],
+        "_tapisExecSystemHPCQueue": rec["execSystemLogicalQueue"] or "",
+        "_tapisExecSystemId": rec["execSystemId"],
+        "_tapisExecSystemInputDir": rec["execSystemInputDir"],
+        "_tapisExecSystemLogicalQueue": rec["execSystemLogicalQueue"] or "",
+        "_tapisExecSystemOutputDir": rec["execSystemOutputDir"],
+        "_tapisJobCreateDate": created[:10] + "Z",
+        "_tapisJobCreateTime": created[11:],
+        "_tapisJobCreateTimestamp": created,
+        "_tapisJobName": rec["name"],
+        "_tapisJobOwner": rec["owner"],
+        "_tapisJobUUID": rec["uuid"],
+        "_tapisJobWorkingDir": work_dir,
+        "_tapisMaxMinutes": str(rec["maxMinutes"]),
+        "_tapisMemoryMB": str(rec["memoryMB"]),
+        "_tapisNodes": str(rec["nodeCount"]),
+        "_tapisSysHost": host,
+        "_tapisSysRootDir": "/",
+        "_tapisTenant": rec["tenant"],
+    }
+    return [
+        {"key": k, "value": v, "description": None, "include": True, "notes": "{}"}
+        for k, v in pairs.items()
+    ]
+
+
+def _parameter_set(
+    partial: Mapping[str, Any], rec: Mapping[str, Any], host: str, work_dir: str
+) -> str:
+    given = partial.get("parameterSet")
+    if isinstance(given, str):
+        return given
+    pset: dict[str, Any] = dict(given or {})
+    pset.setdefault("appArgs", _arg_list(partial.get("app_args")))
+    pset.setdefault("containerArgs", _arg_list(partial.get("container_args")))
+    pset.setdefault("schedulerOptions", _arg_list(partial.get("scheduler_options")))
+    env = list(pset.get("envVariables") or [])
+    for key, value in (partial.get("env") or {}).items():
+        env.append(
+            {
+                "key": str(key),
+                "value": str(value),
+                "description": None,
+                "include": True,
+                "notes": "{}",
+            }
+        )
+    pset["envVariables"] = _tapis_env(rec, host, work_dir) + env
+    pset.setdefault("archiveFilter", {"includes": [], "excludes": [], "includeLaunchFiles": True})
+    pset.setdefault("logConfig", {"stdoutFilename": "", "stderrFilename": ""})
+    return orjson.dumps(pset).decode()
+
+
+def _fill_times(
+    status: str, given: dict[str, datetime | None], now: datetime
+) -> dict[str, datetime | None]:
+    """Fill the missing timestamps so that they are ordered and consistent with the status."""
+    on_remote = status in {"QUEUED", "RUNNING", "ARCHIVING", "FINISHED"}
+    started = status in {"RUNNING", "ARCHIVING", "FINISHED"}
+    if status in {"FAILED", "CANCELLED", "BLOCKED", "PAUSED"}:
+        on_remote = (
+            given.get("remoteSubmitted") is not None or given.get("remoteStarted") is not None
+        )
+        started = given.get("remoteStarted") is not None
+    needed = {
+        "created": True,
+        "remoteSubmitted": on_remote,
+        "remoteStarted": started,
+        "remoteEnded": status in {"ARCHIVING", "FINISHED"} or (status in TERMINAL and started),
+        "ended": status in TERMINAL,
+    }
+    order = list(needed)
+    times: dict[str, datetime | None] = {k: given.get(k) for k in order}
+    known = [t for t in times.values() if t is not None]
+    if times["created"] is None:
+        first = min(known) if known else now - timedelta(minutes=40)
+        times["created"] = first - timedelta(minutes=5) if known else first
+    for i, key in enumerate(order):
+        if times[key] is not None or not needed[key]:
+            continue
+        prev = max(t for t in (times[k] for k in order[:i]) if t is not None)
+        later = [t for t in (times[k] for k in order[i + 1 :]) if t is not None]
+        limit = min([*later, now]) if later else now
+        step = min(timedelta(minutes=3), max(limit - prev, timedelta(0)) / 2)
+        times[key] = prev + step
+    return times
+
+
+def build_record(
+    partial: Mapping[str, Any],
+    *,
+    job_id: int,
+    tenant: str,
+    default_owner: str,
+    now: datetime,
+    start: datetime,
+    rng: random.Random,
+) -> tuple[dict[str, Any], list[tuple[str, datetime]]]:
+    """Complete a partial job record; return it with its status history (oldest first).
+
+    Raises:
+        ValueError: a field has a value of the wrong kind; the message names the field.
+    """
+    status = str(partial.get("status", "RUNNING"))
+    if status not in STATUSES:
+        msg = f"status: unknown job status {status!r}"
+        raise ValueError(msg)
+    uuid = str(partial.get("uuid") or new_uuid(rng))
+    given: dict[str, datetime | None] = {}
+    for key in TIMESTAMP_FIELDS:
+        try:
+            given[key] = resolve_time(partial.get(key), start)
+        except ValueError as exc:
+            msg = f"{key}: {exc}"
+            raise ValueError(msg) from exc
+    times = _fill_times(status, given, now)
+    system = str(partial.get("execSystemId", rng.choice(sorted(SYSTEMS))))
+    queue_default, work_root, host = SYSTEMS.get(
+        system, ("normal", "/scratch/00000", f"{system}.example.org")
+    )
+    owner = str(partial.get("owner", default_owner))
+    work_dir = f"{work_root}/{owner}"
+    app_id = str(partial.get("appId", "opensees-mp-s3"))
+    created = times["created"]
+    assert created is not None
+    last_updated = given.get("lastUpdated") or max(t for t in times.values() if t is not None)
+    remote = times["remoteSubmitted"] is not None
+    rec: dict[str, Any] = dict.fromkeys(ALL_FIELDS)
+    rec.update(
+        {
+            "id": job_id,
+            "name": f"{app_id}-{uuid[:8]}",
+            "owner": owner,
+            "tenant": tenant,
+            "description": f"{app_id} job submitted by {owner}",
+            "status": status,
+            "condition": DEFAULT_CONDITIONS.get(status),
+            "lastMessage": f"Setting job status to {status}.",
+            "uuid": uuid,
+            "appId": app_id,
+            "appVersion": "3.4.0",
+            "archiveOnAppError": True,
+            "dynamicExecSystem": False,
+            "execSystemId": system,
+            "execSystemExecDir": f"{work_dir}/tapis/{uuid}",
+            "execSystemInputDir": f"{work_dir}/tapis/{uuid}",
+            "execSystemOutputDir": f"{work_dir}/tapis/{uuid}/output",
+            "execSystemLogicalQueue": queue_default,
+            "archiveSystemId": "designsafe.storage.default",
+            "archiveSystemDir": f"/{owner}/tapis-jobs-archive/{created:%Y-%m-%dZ}/{uuid}",
+            "nodeCount": 1,
+            "coresPerNode": 48,
+            "memoryMB": 192000,
+            "maxMinutes": 120,
+            "fileInputs": "[]",
+            "subscriptions": "[]",
+            "blockedCount": 0,
+            "remoteJobId": str(rng.randint(1_000_000, 9_999_999)) if remote else None,
+            "remoteOutcome": {"FINISHED": "FINISHED", "FAILED": "FAILED"}.get(status),
+            "remoteResultInfo": "0" if status == "FINISHED" else None,
+            "remoteQueue": queue_default if remote else None,
+            "remoteSubmitRetries": 0,
+            "remoteChecksSuccess": rng.randint(1, 40) if times["remoteStarted"] else 0,
+            "remoteChecksFailed": 0,
+            "tapisQueue": "tapis.jobq.submit.DefaultQueue",
+            "visible": True,
+            "createdby": owner,
+            "createdbyTenant": tenant,
+            "tags": [],
+            "jobType": "BATCH",
+            "mpi": False,
+            "mpiCmd": None,
+            "cmdPrefix": None,
+            "sharedAppCtx": False,
+            "sharedAppCtxAttribs": [],
+            "notes": "{}",
+        }
+    )
+    for key, moment in times.items():
+        rec[key] = format_ts(moment) if moment else None
+    rec["lastUpdated"] = format_ts(last_updated)
+    if times["remoteStarted"] is not None:
+        check = (
+            given.get("remoteLastStatusCheck")
+            or times["remoteEnded"]
+            or max(times["remoteStarted"], min(now, last_updated))
+        )
+        rec["remoteLastStatusCheck"] = format_ts(check)
+    for key, value in partial.items():
+        if key in SIM_KEYS or key in TIMESTAMP_FIELDS:
+            continue
+        if key not in rec:
+            msg = f"{key}: not a field of a Tapis job record"
+            raise ValueError(msg)
+        rec[key] = _check_type(key, value)
+    if "fileInputs" not in partial and partial.get("inputs"):
+        rec["fileInputs"] = orjson.dumps(_file_inputs(partial["inputs"])).decode()
+    rec["parameterSet"] = _parameter_set(partial, rec, host, work_dir)
+    history = _history(partial.get("history"), rec["status"], times, last_updated, start)
+    return rec, history
+
+
+def _check_type(key: str, value: Any) -> Any:
+    if key in JSON_STRING_FIELDS:
+        return _json_string(value)
+    if key in INT_FIELDS and not (isinstance(value, int) and not isinstance(value, bool)):
+        msg = f"{key}: expected an integer, got {value!r}"
+        raise ValueError(msg)
+    if key in BOOL_FIELDS and not isinstance(value, bool):
+        msg = f"{key}: expected true or false, got {value!r}"
+        raise ValueError(msg)
+    if key in LIST_FIELDS:
+        if not isinstance(value, list):
+            msg = f"{key}: expected a list of strings, got {value!r}"
+            raise ValueError(msg)
+        return [str(v) for v in value]
+    if value is not None and key not in INT_FIELDS | BOOL_FIELDS:
+        return str(value)
+    return value
+
+
+def _history(
+    given: Any,
+    status: str,
+    times: Mapping[str, datetime | None],
+    last_updated: datetime,
+    start: datetime,
+) -> list[tuple[str, datetime]]:
+    if given is not None:
+        out = []
+        for i, item in enumerate(given):
+            if not isinstance(item, list | tuple) or len(item) != 2 or item[0] not in STATUSES:
+                msg = f"history[{i}]: expected [STATUS, time], got {item!r}"
+                raise ValueError(msg)
+            moment = resolve_time(item[1], start)
+            assert moment is not None
+            out.append((str(item[0]), moment))
+        return sorted(out, key=lambda pair: pair[1])
+    return synthesize_history(status, times, last_updated)
+
+
+def synthesize_history(
+    status: str, times: Mapping[str, datetime | None], last_updated: datetime
+) -> list[tuple[str, datetime]]:
+    """A plausible status history for a job: the main path up to where it got, then its status."""
+    created = times["created"]
+    assert created is not None
+    if status in MAIN_PATH:
+        reached = status
+    elif times.get("remoteStarted"):
+        reached = "RUNNING"
+    elif times.get("remoteSubmitted"):
+        reached = "QUEUED"
+    else:
+        reached = "STAGING_INPUTS"
+    path = MAIN_PATH[: MAIN_PATH.index(reached) + 1]
+    anchors = {
+        "PENDING": created,
+        "QUEUED": times.get("remoteSubmitted"),
+        "RUNNING": times.get("remoteStarted"),
+        "ARCHIVING": times.get("remoteEnded"),
+        "FINISHED": times.get("ended"),
+    }
+    staging_end = anchors["QUEUED"] or (last_updated if status in MAIN_PATH else None)
+    staging_end = staging_end or times.get("ended") or last_updated
+    events: list[tuple[str, datetime]] = []
+    pre = [s for s in path if s in MAIN_PATH[1:5]]
+    for step in path:
+        moment = anchors.get(step)
+        if moment is None and step in pre:
+            frac = (pre.index(step) + 1) / (len(pre) + 1)
+            moment = created + (staging_end - created) * frac
+        if moment is None:
+            moment = events[-1][1] if events else created
+        events.append((step, moment))
+    if status not in MAIN_PATH:
+        final = times.get("ended") or last_updated
+        events.append((status, max(final, events[-1][1])))
+    if status in MAIN_PATH and status not in anchors and events:
+        events[-1] = (status, max(events[-1][1], min(last_updated, staging_end)))
+    return events
