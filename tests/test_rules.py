@@ -466,14 +466,10 @@ def rule_sets(draw: st.DrawFn) -> tuple[list[CompiledRule], timedelta]:
         kinds = draw(
             st.sets(st.sampled_from(["runtime", "age", "in_status", "node_hours"]), min_size=1)
         )
-        when: dict[str, Any] = {}
-        extra = lambda: f"{int((floor + draw(durations)).total_seconds())}s"  # noqa: E731
-        if "runtime" in kinds:
-            when["runtime_over"] = extra()
-        if "age" in kinds:
-            when["age_over"] = extra()
-        if "in_status" in kinds:
-            when["in_status_over"] = extra()
+        when: dict[str, Any] = {
+            f"{kind}_over": f"{int((floor + draw(durations)).total_seconds())}s"
+            for kind in sorted(kinds - {"node_hours"})
+        }
         if "node_hours" in kinds:
             when["node_hours_over"] = floor.total_seconds() / 3600 * 64
         rules.append(rule(when, name=f"r{index}"))
