@@ -33,6 +33,7 @@ from watchdog.errors import (
     TapisRequestError,
     TapisUnavailableError,
 )
+from watchdog.sim import Simulator
 from watchdog.tapis import JobStatus, RetryPolicy, TapisClient
 
 if TYPE_CHECKING:
@@ -666,3 +667,66 @@ async def test_garbled_success_is_retried(server: Server, tapis: Tapis, calls: C
         await client.login()
         assert await client.get_status(JOB) == "RUNNING"
     assert [(op, code) for op, code, _, _ in calls.errors] == [("get_status", 200)]
+
+
+# -- against the simulator ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sim_client() -> Iterator[tuple[Simulator, Settings]]:
+    sim = Simulator(
+        {
+            "users": {"alice": PASSWORD, "bob": "bob-pw"},
+            "cancel_delay": "1s",
+            "jobs": [
+                {"status": "RUNNING"},
+                {"status": "FINISHED"},
+                {"status": "QUEUED", "owner": "bob", "shared_with": ["alice"]},
+            ],
+        }
+    )
+    with sim.serve() as server:
+        yield sim, Settings(str(server.base_url), tenant_id=sim.tenant_id)
+
+
+def _sim_job(sim: Simulator, owner: str, status: str) -> str:
+    return next(
+        u for u in sim.uuids() if sim.job(u)["owner"] == owner and sim.job(u)["status"] == status
+    )
+
+
+async def test_cancel_against_the_simulator(sim_client: tuple[Simulator, Settings]):
+    sim, settings = sim_client
+    running = _sim_job(sim, "alice", "RUNNING")
+    finished = _sim_job(sim, "alice", "FINISHED")
+    bobs = _sim_job(sim, "bob", "QUEUED")
+    async with TapisClient(settings, retry=FAST) as client:
+        await client.login()
+        await client.cancel_job(running)
+        with pytest.raises(JobTerminalError) as terminal:
+            await client.cancel_job(finished)
+        with pytest.raises(JobNotAuthorizedError) as owner:
+            await client.cancel_job(bobs)
+        with pytest.raises(JobNotFoundError) as unknown:
+            await client.cancel_job("00000000-0000-0000-0000-000000000000-007")
+        sim.advance(5)
+        status = await client.get_status(running)
+        history = await client.get_history(running)
+        record = await client.get_job(running)
+    assert (terminal.value.http_status, owner.value.http_status) == (409, 401)
+    assert unknown.value.http_status == 400
+    assert (status, status.condition) == ("CANCELLED", "CANCELLED_BY_USER")
+    assert record["uuid"] == running
+    assert record["status"] == "CANCELLED"
+    assert history
+    assert all(isinstance(e, dict) for e in history)
+    assert sim.cancels_received(running) == 1
+
+
+async def test_wrong_password_against_the_simulator(sim_client: tuple[Simulator, Settings]):
+    sim, settings = sim_client
+    wrong = Settings(settings.base_url, tenant_id=sim.tenant_id, password=SecretStr("nope"))
+    async with TapisClient(wrong, retry=FAST) as client:
+        with pytest.raises(TapisAuthError) as caught:
+            await client.login()
+    assert "nope" not in str(caught.value)
