@@ -81,6 +81,8 @@ def _duration(value: Any) -> timedelta:
         return parse_duration(value)
     except ValueError:
         raise problem(f'expected a duration like "90m" or "12h", got {show(value)}') from None
+    except OverflowError:
+        raise problem(f"duration too long, got {show(value)}") from None
 
 
 def _positive_duration(value: timedelta) -> timedelta:
@@ -100,16 +102,17 @@ def _positive_int(value: Any) -> int:
 
 
 def _positive_number(value: Any) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise problem(f"expected a number, got {show(value)}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise problem(f"expected a number, got {show(value)}")
-    if not value > 0 or value == float("inf"):
+    try:
+        number = float(value)
+    except ValueError:
+        raise problem(f"expected a number, got {show(value)}") from None
+    except OverflowError:
+        number = float("inf")
+    if not number > 0 or number == float("inf"):
         raise problem(f"must be a finite number > 0, got {show(value)}")
-    return float(value)
+    return number
 
 
 def _flag(value: Any) -> bool:

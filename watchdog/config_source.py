@@ -147,8 +147,8 @@ def read_secret_files(data: Any, keys: tuple[str, ...], base_dir: Path | None) -
             path = base_dir / path
         try:
             secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        except (OSError, UnicodeError, ValueError) as exc:
+            reason = _read_failure(exc)
             found.append(((file_key,), f"cannot read {show(str(path))}: {reason}"))
             continue
         if not secret:
@@ -158,6 +158,14 @@ def read_secret_files(data: Any, keys: tuple[str, ...], base_dir: Path | None) -
     if found:
         raise problems(found) if len(found) > 1 else problem(found[0][1], at=found[0][0])
     return result
+
+
+def _read_failure(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, UnicodeError):
+        return "not UTF-8 text"
+    return str(exc)  # such as a NUL byte in the path
 
 
 def key_path(loc: Loc, raw: Any) -> str:
