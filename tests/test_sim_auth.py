@@ -12,7 +12,6 @@ from tapipy.configuration import Config
 from tapipy.errors import UnauthorizedError
 from tapipy.tapis import Tapis
 
-
 FLEET = {
     "tenant": "designsafe",
     "users": {"alice": "alice-pw", "bob": "bob-pw"},
@@ -28,7 +27,9 @@ def _claims(jwt: str) -> dict[str, object]:
 
 def test_client_with_tenant_id_makes_no_request(make_sim):
     sim, url = make_sim(FLEET)
-    Tapis(base_url=url, tenant_id="designsafe", access_token=sim.mint_token("alice"), config=Config())
+    Tapis(
+        base_url=url, tenant_id="designsafe", access_token=sim.mint_token("alice"), config=Config()
+    )
     assert sim.requests == []
 
 
@@ -36,7 +37,10 @@ def test_client_without_tenant_id_asks_sites_and_tenants(make_sim, tapis):
     sim, url = make_sim(FLEET)
     client = tapis(sim, url, login=False, tenant=False)
     assert client.tenant_id == "designsafe"
-    assert [(r.method, r.path) for r in sim.requests] == [("GET", "/v3/sites"), ("GET", "/v3/tenants")]
+    assert [(r.method, r.path) for r in sim.requests] == [
+        ("GET", "/v3/sites"),
+        ("GET", "/v3/tenants"),
+    ]
 
 
 def test_password_login_returns_decodable_jwt_with_tapis_claims(make_sim, tapis):
@@ -79,7 +83,9 @@ def test_raw_token_envelope_has_expiry_fields(make_sim):
 
 def test_wrong_password_is_refused(make_sim):
     sim, url = make_sim(FLEET)
-    client = Tapis(base_url=url, tenant_id="designsafe", username="alice", password="nope", config=Config())
+    client = Tapis(
+        base_url=url, tenant_id="designsafe", username="alice", password="nope", config=Config()
+    )
     with pytest.raises(UnauthorizedError) as err:
         client.get_tokens()
     assert "Invalid username/password" in err.value.message
@@ -135,7 +141,12 @@ def test_missing_or_garbled_token_is_a_plain_text_401(make_sim, headers, code):
 def test_token_signed_by_someone_else_is_refused(make_sim):
     sim, url = make_sim(FLEET)
     other = make_sim(FLEET, seed=99)[0]
-    client = Tapis(base_url=url, tenant_id="designsafe", access_token=other.mint_token("alice"), config=Config())
+    client = Tapis(
+        base_url=url,
+        tenant_id="designsafe",
+        access_token=other.mint_token("alice"),
+        config=Config(),
+    )
     with pytest.raises(UnauthorizedError) as err:
         client.jobs.getJobList()
     assert err.value.message.startswith(b"TAPIS_SECURITY_JWT_INVALID_SIGNATURE")
@@ -144,7 +155,12 @@ def test_token_signed_by_someone_else_is_refused(make_sim):
 
 def test_minted_token_works_and_expires_with_its_ttl(make_sim):
     sim, url = make_sim(FLEET)
-    client = Tapis(base_url=url, tenant_id="designsafe", access_token=sim.mint_token("alice", ttl=30), config=Config())
+    client = Tapis(
+        base_url=url,
+        tenant_id="designsafe",
+        access_token=sim.mint_token("alice", ttl=30),
+        config=Config(),
+    )
     assert len(client.jobs.getJobList()) == 1
     sim.advance(31)
     with pytest.raises(UnauthorizedError):

@@ -11,9 +11,11 @@ from tapipy.errors import BadRequestError, BaseTapyException, InternalServerErro
 
 from watchdog.sim.records import INT_FIELDS, JSON_STRING_FIELDS, TIMESTAMP_FIELDS
 
-STRING_FIELDS = """uuid name owner tenant description status lastMessage appId appVersion jobType
-execSystemId execSystemExecDir execSystemInputDir execSystemOutputDir execSystemLogicalQueue
-archiveSystemId archiveSystemDir remoteJobId remoteQueue createdby createdbyTenant""".split()
+STRING_FIELDS = (  # noqa: SIM905 - reads like the facts page
+    "uuid name owner tenant description status lastMessage appId appVersion jobType execSystemId "
+    "execSystemExecDir execSystemInputDir execSystemOutputDir execSystemLogicalQueue "
+    "archiveSystemId archiveSystemDir remoteJobId remoteQueue createdby createdbyTenant"
+).split()
 
 FLEET = {
     "users": {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "ops": "ops-pw"},
@@ -111,7 +113,15 @@ def test_history_pages_with_limit_and_skip(env):
 
 def test_explicit_history_from_the_fleet(make_sim, tapis):
     sim, url = make_sim(
-        {"jobs": [{"uuid": "h-007", "status": "BLOCKED", "history": [["PENDING", "-3h"], ["BLOCKED", "-2h"]]}]}
+        {
+            "jobs": [
+                {
+                    "uuid": "h-007",
+                    "status": "BLOCKED",
+                    "history": [["PENDING", "-3h"], ["BLOCKED", "-2h"]],
+                }
+            ]
+        }
     )
     history = tapis(sim, url).jobs.getJobHistory(jobUuid="h-007")
     assert [e.eventDetail for e in history] == ["PENDING", "BLOCKED"]
@@ -151,7 +161,10 @@ def test_owner_creator_and_admin_may_cancel_sharee_may_only_read(env):
 def test_cancel_lands_later_as_cancelled_by_user(env):
     sim, _, client = env
     result = client.jobs.cancelJob(jobUuid="run-007")
-    assert result.message == "JOBS_JOB_CANCEL_ACCEPTED Request to cancel job run-007 has been accepted."
+    assert (
+        result.message
+        == "JOBS_JOB_CANCEL_ACCEPTED Request to cancel job run-007 has been accepted."
+    )
     assert client.jobs.getJobStatus(jobUuid="run-007").status == "RUNNING"
     sim.advance(29)
     assert client.jobs.getJobStatus(jobUuid="run-007").status == "RUNNING"
@@ -162,7 +175,11 @@ def test_cancel_lands_later_as_cancelled_by_user(env):
     assert job.ended == job.lastUpdated
     assert _ts(job.ended) - _ts(job.remoteStarted) > timedelta(hours=13)
     last = client.jobs.getJobHistory(jobUuid="run-007")[-1]
-    assert (last.event, last.eventDetail, last.created) == ("JOB_NEW_STATUS", "CANCELLED", job.ended)
+    assert (last.event, last.eventDetail, last.created) == (
+        "JOB_NEW_STATUS",
+        "CANCELLED",
+        job.ended,
+    )
 
 
 def test_cancel_of_terminal_job_is_409(env):
@@ -214,7 +231,9 @@ def test_injected_cancel_failure_is_500_qmgr(env):
 def test_send_event_goes_into_history_from_any_user(env):
     _, login, _ = env
     carol = login("carol")
-    carol.jobs.sendEvent(jobUuid="run-007", eventData="watchdog: runtime 13h exceeds 12h", eventDetail="WATCHDOG")
+    carol.jobs.sendEvent(
+        jobUuid="run-007", eventData="watchdog: runtime 13h exceeds 12h", eventDetail="WATCHDOG"
+    )
     last = login("alice").jobs.getJobHistory(jobUuid="run-007")[-1]
     assert (last.event, last.eventDetail) == ("JOB_USER_EVENT", "WATCHDOG")
     assert last.description == "watchdog: runtime 13h exceeds 12h"

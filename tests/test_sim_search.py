@@ -18,8 +18,9 @@ FLEET = {
          "execSystemId": "frontera"},
         {"uuid": "a2-007", "name": "adcirc-storm", "status": "QUEUED", "appId": "adcirc",
          "nodeCount": 1, "maxMinutes": 60, "remoteSubmitted": "-2h", "execSystemId": "ls6"},
-        {"uuid": "a3-007", "name": "namd-fold", "status": "FINISHED", "appId": "namd", "nodeCount": 2,
-         "maxMinutes": 120, "remoteStarted": "-5h", "ended": "-4h", "execSystemId": "stampede3"},
+        {"uuid": "a3-007", "name": "namd-fold", "status": "FINISHED", "appId": "namd",
+         "nodeCount": 2, "maxMinutes": 120, "remoteStarted": "-5h", "ended": "-4h",
+         "execSystemId": "stampede3"},
         {"uuid": "a4-007", "name": "hidden-one", "status": "RUNNING", "visible": False},
         {"uuid": "b1-007", "name": "bob-shared", "status": "RUNNING", "owner": "bob",
          "shared_with": ["alice"], "appId": "lammps"},
@@ -76,7 +77,9 @@ def test_created_between_dates(env):
     sim, client = env
     today = sim.now().date()
     jobs = client.jobs.getJobSearchList(
-        _tapis_query_parameters={"created.between": f"2000-01-01,{today.replace(year=today.year + 1)}"}
+        _tapis_query_parameters={
+            "created.between": f"2000-01-01,{today.replace(year=today.year + 1)}"
+        }
     )
     assert _uuids(jobs) == ["a1-007", "a2-007", "a3-007"]
 
@@ -112,10 +115,14 @@ def test_select_summary_all_and_list(env):
     _, client = env
     summary = client.jobs.getJobSearchList(_tapis_query_parameters={"uuid.eq": "a1-007"})[0]
     assert set(vars(summary)) == set(SUMMARY_FIELDS)
-    full = client.jobs.getJobSearchList(select="allAttributes", _tapis_query_parameters={"uuid.eq": "a1-007"})[0]
+    full = client.jobs.getJobSearchList(
+        select="allAttributes", _tapis_query_parameters={"uuid.eq": "a1-007"}
+    )[0]
     assert set(vars(full)) == set(ALL_FIELDS)
     assert isinstance(full.parameterSet, str)
-    some = client.jobs.getJobSearchList(select="status,nodeCount", _tapis_query_parameters={"uuid.eq": "a1-007"})[0]
+    some = client.jobs.getJobSearchList(
+        select="status,nodeCount", _tapis_query_parameters={"uuid.eq": "a1-007"}
+    )[0]
     assert set(vars(some)) == {"status", "nodeCount", "uuid"}
     listed = client.jobs.getJobList()
     assert all(set(vars(j)) == set(SUMMARY_FIELDS) for j in listed)
@@ -127,7 +134,12 @@ def test_list_type_and_visibility(env):
     _, client = env
     assert _uuids(client.jobs.getJobList()) == ["a1-007", "a2-007", "a3-007"]
     assert _uuids(client.jobs.getJobSearchList(listType="SHARED_JOBS")) == ["b1-007"]
-    assert _uuids(client.jobs.getJobSearchList(listType="ALL_JOBS")) == ["a1-007", "a2-007", "a3-007", "b1-007"]
+    assert _uuids(client.jobs.getJobSearchList(listType="ALL_JOBS")) == [
+        "a1-007",
+        "a2-007",
+        "a3-007",
+        "b1-007",
+    ]
     with pytest.raises(BadRequestError):
         client.jobs.getJobSearchList(listType="EVERYTHING")
 
