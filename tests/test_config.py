@@ -85,6 +85,7 @@ def test_base_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.safety.dry_run is False
     assert (config.safety.max_cancels_per_poll, config.safety.max_cancels_per_hour) == (10, 50)
     assert config.safety.verify_timeout == timedelta(minutes=15)
+    assert config.safety.resend_after == timedelta(minutes=1)
     assert config.safety.exempt.tags == ()
     assert config.metrics is None
     assert config.notify == ()
@@ -175,6 +176,11 @@ ERROR_CASES = [
         "safety.verify_timeout",
         15,
         'safety.verify_timeout: expected a duration like "90m" or "12h", got 15',
+    ),
+    (
+        "safety.resend_after",
+        "15m",
+        'safety.resend_after: must be shorter than verify_timeout ("15m"), got "15m"',
     ),
     ("safety.max_cancels_per_hour", -1, "safety.max_cancels_per_hour: must be > 0, got -1"),
     ("safety.exempt.tags", [""], 'safety.exempt.tags[0]: expected a non-empty string, got ""'),

@@ -208,13 +208,24 @@ class ExemptSettings(StrictModel):
 
 
 class SafetySettings(StrictModel):
-    """Dry run, the circuit breaker, cancel verification, exemptions."""
+    """Dry run, the circuit breaker, cancel verification (and its one re-send), exemptions."""
 
     dry_run: Flag = False
     max_cancels_per_poll: PositiveInt = 10
     max_cancels_per_hour: PositiveInt = 50
     verify_timeout: PositiveDuration = timedelta(minutes=15)
+    resend_after: PositiveDuration = timedelta(minutes=1)
     exempt: ExemptSettings = ExemptSettings()
+
+    @model_validator(mode="after")
+    def _check_resend(self) -> SafetySettings:
+        if self.resend_after >= self.verify_timeout:
+            raise problem(
+                f"must be shorter than verify_timeout ({show(self.verify_timeout)}), "
+                f"got {show(self.resend_after)}",
+                at=("resend_after",),
+            )
+        return self
 
 
 class MetricsSettings(StrictModel):
