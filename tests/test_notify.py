@@ -365,6 +365,33 @@ def test_events_logged_by_the_failure_reporter_are_not_notified(
     assert len(reported) == 1
 
 
+def test_failure_reported_in_the_callers_thread_does_not_recurse(
+    recorder: Recorder, claims: Claims
+) -> None:
+    recorder.hang = True
+    reported: list[str] = []
+    notifier = Notifier(
+        [(recorder.url, ["job_cancelled", "tapis_error"])],
+        claim=claims,
+        on_failure=print,
+        send_timeout=300,
+        max_pending=1,
+    )
+
+    def on_failure(event: str, error: str) -> None:
+        reported.append(error)
+        notifier.observe_event({"event": "tapis_error", "operation": "notify", "error": error})
+
+    notifier.on_failure = on_failure
+    notifier.observe_event(_job_event(job="j-1"))
+    assert recorder.received.wait(20)
+    notifier.observe_event(_job_event(job="j-2"))
+    notifier.observe_event(_job_event(job="j-3"))
+    assert reported == ["json target #1: not sent: too many pending notifications"]
+    assert notifier.close(timeout=0.2)
+    recorder.release.set()
+
+
 def test_aclose_flushes_from_async_code(
     recorder: Recorder, claims: Claims, failures: Failures
 ) -> None:

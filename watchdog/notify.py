@@ -198,6 +198,7 @@ class Notifier:
         self._closed = False
         self._deadline: float | None = None
         self._hung: list[threading.Thread] = []
+        self._local = threading.local()
         self._thread = threading.Thread(target=self._run, name="tapis-watchdog-notify", daemon=True)
         self._thread.start()
 
@@ -211,7 +212,7 @@ class Notifier:
 
         Job events are claimed first, so each (job, rule, event) is sent at most once.
         """
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._thread or getattr(self._local, "reporting", False):
             # An event logged by on_failure itself: notifying about it could loop forever.
             return
         name = event.get("event")
@@ -261,9 +262,13 @@ class Notifier:
         return await anyio.to_thread.run_sync(self.close, timeout, abandon_on_cancel=True)
 
     def _report(self, event: str, error: str) -> None:
+        self._local.reporting = True
         # A broken reporter must not stop the notifications after it.
-        with contextlib.suppress(Exception):
-            self.on_failure(event, _redact(error))
+        try:
+            with contextlib.suppress(Exception):
+                self.on_failure(event, _redact(error))
+        finally:
+            self._local.reporting = False
 
     def _run(self) -> None:
         while True:
