@@ -69,6 +69,7 @@ class Daemon:
     jobs_watched: int = 0
     last_poll_at: datetime | None = None
     ready_sent: bool = False
+    last_cycle_at: float | None = None
     _last_prune: float = 0.0
 
     @property
@@ -137,12 +138,15 @@ class Daemon:
                 api_calls=self.client.api_calls_total - calls_before,
                 duration_s=round(time.monotonic() - started, 3),
             )
+            self.last_cycle_at = time.monotonic()
             self.systemd.status(self._status_line("last poll failed"))
+            self.systemd.watchdog()  # the loop is alive; Tapis trouble is not a reason to restart
             return False
         now = datetime.now(UTC)
         outcome = await self.actor.handle_poll(result.jobs, rules, now, followers)
         self.jobs_watched = len(result.jobs)
         self.last_poll_at = now
+        self.last_cycle_at = time.monotonic()
         if self.metrics is not None:
             self.metrics.set_jobs_watched(len(result.jobs))
         self.events.poll_completed(
@@ -184,15 +188,19 @@ class Daemon:
         self.store.prune(now - self.config.state.retention)
 
     async def _keepalive(self) -> None:
-        """Ping systemd's watchdog between polls while the loop is healthy."""
+        """Ping systemd's watchdog between polls while the loop keeps cycling.
+
+        A loop that finished a poll (good or failed) within three intervals is alive; a stuck
+        loop stops the pings, and systemd restarts the service.
+        """
         interval = self.systemd.watchdog_interval()
         if interval is None:
             return
         while True:
             await anyio.sleep(interval)
-            last = self.last_poll_at
+            last = self.last_cycle_at
             limit = 3 * self.config.poll.interval.total_seconds()
-            if last is not None and (datetime.now(UTC) - last).total_seconds() <= limit:
+            if last is not None and time.monotonic() - last <= limit:
                 self.systemd.watchdog()
 
     # ------------------------------------------------------------------ signals
