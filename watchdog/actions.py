@@ -28,6 +28,7 @@ import anyio
 from watchdog.durations import format_duration
 from watchdog.errors import (
     JobNotAuthorizedError,
+    JobRecordError,
     JobNotFoundError,
     JobTerminalError,
     TapisError,
@@ -145,9 +146,13 @@ class Actor:
         async def fetch(job: Job) -> None:
             try:
                 history = await self.client.get_history(job.uuid)
-            except TapisError:
+                entered = status_entered_from_history(history, job.status)
+            except (TapisError, JobRecordError):
                 return  # unknown this poll: the condition does not hold; try again next poll
-            entered = status_entered_from_history(history, job.status) or now
+            if entered is None:
+                # No status change into it on record: the job has been in it since it was
+                # first seen here, which never overstates the time.
+                entered = now
             self.store.record_status_entry(job.uuid, job.status, entered)
             result[job.uuid] = entered
 

@@ -149,7 +149,7 @@ async def _explain_remote(config: Config, uuids: Sequence[str], now: datetime) -
                 since = status_entered_from_history(await client.get_history(uuid), job.status)
             _explain_job(job, config, now, since)
     finally:
-        client.close()
+        await client.aclose()
 
 
 # ---------------------------------------------------------------------- cancel
@@ -195,7 +195,7 @@ async def _cancel(config: Config, uuid: str, yes: bool) -> int:
         with anyio.move_on_after(deadline):
             while True:
                 try:
-                    status = await client.get_status(uuid)
+                    status: str = await client.get_status(uuid)
                 except TapisError as exc:
                     _out(f"  status check failed: {exc}")
                     status = "?"
@@ -212,7 +212,7 @@ async def _cancel(config: Config, uuid: str, yes: bool) -> int:
         )
         return 1
     finally:
-        client.close()
+        await client.aclose()
 
 
 # ---------------------------------------------------------------------- history

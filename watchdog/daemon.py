@@ -70,6 +70,7 @@ class Daemon:
     last_poll_at: datetime | None = None
     ready_sent: bool = False
     last_cycle_at: float | None = None
+    until: Callable[[], bool] | None = None
     _last_prune: float = 0.0
 
     @property
@@ -88,29 +89,36 @@ class Daemon:
         try:
             await self.client.login()
             async with anyio.create_task_group() as root:
-                if not self.once:
-                    root.start_soon(self._signals, root)
-                    root.start_soon(self._keepalive)
-                await self.actor.resume_pending(root)
-                if self.once:
-                    await self.poll_once(root)
-                    self.stop_reason = "one poll done (--once)"
-                    # Leaving the task group waits for every cancel to be confirmed or time out.
-                else:
-                    await self._loop(root)
+                root.start_soon(self._signals, root)
+                root.start_soon(self._keepalive)
+                # Cancels being followed live in their own group: `--once` (and `until`) wait
+                # for them to be confirmed or time out; SIGTERM cancels them with the root, and
+                # the store already records them as sent, so a restart resumes following them.
+                async with anyio.create_task_group() as followers:
+                    await self.actor.resume_pending(followers)
+                    if self.once:
+                        await self.poll_once(followers)
+                        self.stop_reason = "one poll done (--once)"
+                    else:
+                        await self._loop(followers)
+                root.cancel_scope.cancel()
         finally:
             self.systemd.stopping()
             with anyio.move_on_after(SHUTDOWN_GRACE_S, shield=True):
                 if self.notifier is not None:
                     await self.notifier.aclose()
+                await self.client.aclose()
             self.events.watchdog_stopped(reason=self.stop_reason)
         return 0
 
-    async def _loop(self, root: TaskGroup) -> None:
+    async def _loop(self, followers: TaskGroup) -> None:
         interval = self.config.poll.interval.total_seconds()
         next_at = time.monotonic()
         while True:
-            await self.poll_once(root)
+            await self.poll_once(followers)
+            if self.until is not None and self.until():
+                self.stop_reason = "stop condition reached"
+                return
             interval = self.config.poll.interval.total_seconds()
             next_at += interval
             now = time.monotonic()
@@ -121,7 +129,7 @@ class Daemon:
     async def poll_once(self, followers: TaskGroup) -> bool:
         """One poll: list, evaluate, act. True when the poll saw every active job."""
         started = time.monotonic()
-        calls_before = self.client.api_calls_total
+        calls_before = self.client.api_calls.total
         rules = self.rules
         try:
             result = await poll_jobs(
@@ -135,7 +143,7 @@ class Daemon:
         except (PollError, TapisError) as exc:
             self.events.poll_failed(
                 error=str(exc),
-                api_calls=self.client.api_calls_total - calls_before,
+                api_calls=self.client.api_calls.total - calls_before,
                 duration_s=round(time.monotonic() - started, 3),
             )
             self.last_cycle_at = time.monotonic()
@@ -153,7 +161,7 @@ class Daemon:
             jobs_seen=len(result.jobs),
             matches=outcome.matches,
             cancels=outcome.cancels,
-            api_calls=self.client.api_calls_total - calls_before,
+            api_calls=self.client.api_calls.total - calls_before,
             duration_s=round(time.monotonic() - started, 3),
         )
         self._prune_if_due(now)
@@ -311,7 +319,6 @@ def run_daemon(config_path: Path, *, dry_run: bool = False, once: bool = False) 
     try:
         return anyio.run(daemon.serve)
     finally:
-        daemon.client.close()
         daemon.store.close()
         if server is not None:
             server.close()

@@ -226,7 +226,7 @@ def search(
     elif fields == "all":
         parts = [j.full_json() for j in chosen]
     else:
-        parts = [orjson.dumps({k: j.record[k] for k in fields}) for j in chosen]
+        parts = [orjson.dumps({k: j.field(k) for k in fields}) for j in chosen]
     meta = _metadata(len(chosen), limit, skip, order_text(orders), q.after_raw, total)
     what = "list" if listing else "search list"
     message = (

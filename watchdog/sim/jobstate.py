@@ -12,11 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 from watchdog.sim.records import (
     SUMMARY_FIELDS,
     TERMINAL,
     TIMESTAMP_FIELDS,
     format_ts,
+    history_from_record,
+    parameter_set,
     parse_ts,
 )
 
@@ -57,7 +62,8 @@ class SimJob:
     """A job held by the simulator. Mutate it only under the simulator's lock."""
 
     record: dict[str, Any]
-    history: list[HistoryEvent]
+    steps: list[tuple[str, datetime]] | None = None
+    partial: Mapping[str, Any] = field(default_factory=dict, repr=False)
     shared_with: frozenset[str] = frozenset()
     cancel_mode: str = "honour"
     cancel_delay: timedelta | None = None
@@ -67,6 +73,35 @@ class SimJob:
     _full: bytes | None = field(default=None, repr=False)
     _summary: bytes | None = field(default=None, repr=False)
     _times: dict[str, datetime | None] = field(default_factory=dict, repr=False)
+    _history: list[HistoryEvent] | None = field(default=None, repr=False)
+
+    @property
+    def history(self) -> list[HistoryEvent]:
+        """The job's history, built on first use (most jobs of a big fleet are never asked)."""
+        if self._history is None:
+            steps = self.steps if self.steps is not None else history_from_record(self.record)
+            events = []
+            previous = None
+            for status, moment in steps:
+                events.append(status_event(status, previous, moment))
+                previous = status
+            self._history = events
+            self.steps = None
+        return self._history
+
+    def field(self, name: str) -> Any:
+        """A record field as served; `parameterSet` is built on demand."""
+        value = self.record.get(name)
+        if name == "parameterSet" and value is None:
+            return parameter_set(self.partial, self.record)
+        return value
+
+    def full_record(self) -> dict[str, Any]:
+        """The complete record as `getJob` serves it."""
+        rec = self.record
+        if rec.get("parameterSet") is None:
+            return {**rec, "parameterSet": parameter_set(self.partial, rec)}
+        return rec
 
     @property
     def uuid(self) -> str:
@@ -88,7 +123,7 @@ class SimJob:
 
     def full_json(self) -> bytes:
         if self._full is None:
-            self._full = orjson.dumps(self.record)
+            self._full = orjson.dumps(self.full_record())
         return self._full
 
     def summary_json(self) -> bytes:
@@ -111,6 +146,7 @@ class SimJob:
         previous = self.status
         if status == previous and condition is None:
             return
+        history = self.history
         rec = self.record
         stamp = format_ts(moment)
         rec["status"] = status
@@ -147,7 +183,7 @@ class SimJob:
             rec["condition"] = condition
             rec["ended"] = None
         if status != previous:
-            self.history.append(status_event(status, previous, moment))
+            history.append(status_event(status, previous, moment))
         self.touch()
 
     def add_event(self, event: HistoryEvent) -> None:

@@ -130,7 +130,9 @@ DEFAULT_CONDITIONS = {
 
 def format_ts(moment: datetime) -> str:
     """Render a time the way Tapis does: UTC, microseconds, trailing `Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_ts(text: str) -> datetime:
@@ -317,7 +319,7 @@ def _fill_times(
     return times
 
 
-def build_record(
+def build_record(  # noqa: C901 - one default per field family
     partial: Mapping[str, Any],
     *,
     job_id: int,
@@ -326,8 +328,11 @@ def build_record(
     now: datetime,
     start: datetime,
     rng: random.Random,
-) -> tuple[dict[str, Any], list[tuple[str, datetime]]]:
-    """Complete a partial job record; return it with its status history (oldest first).
+) -> tuple[dict[str, Any], list[tuple[str, datetime]] | None]:
+    """Complete a partial job record; return it with its explicit history, if it has one.
+
+    `parameterSet` stays None unless given as a string: `parameter_set` builds it on demand
+    (it is the bulk of a record), and so does `history_from_record` for the history.
 
     Raises:
         ValueError: a field has a value of the wrong kind; the message names the field.
@@ -346,7 +351,7 @@ def build_record(
             raise ValueError(msg) from exc
     times = _fill_times(status, given, now)
     system = str(partial.get("execSystemId", rng.choice(sorted(SYSTEMS))))
-    queue_default, work_root, host = SYSTEMS.get(
+    queue_default, work_root, _ = SYSTEMS.get(
         system, ("normal", "/scratch/00000", f"{system}.example.org")
     )
     owner = str(partial.get("owner", default_owner))
@@ -426,9 +431,10 @@ def build_record(
         rec[key] = _check_type(key, value)
     if "fileInputs" not in partial and partial.get("inputs"):
         rec["fileInputs"] = orjson.dumps(_file_inputs(partial["inputs"])).decode()
-    rec["parameterSet"] = _parameter_set(partial, rec, host, work_dir)
-    history = _history(partial.get("history"), rec["status"], times, last_updated, start)
-    return rec, history
+    if isinstance(partial.get("parameterSet"), str):
+        rec["parameterSet"] = partial["parameterSet"]
+    steps = _history(partial.get("history"), start) if "history" in partial else None
+    return rec, steps
 
 
 def _check_type(key: str, value: Any) -> Any:
@@ -450,24 +456,40 @@ def _check_type(key: str, value: Any) -> Any:
     return value
 
 
-def _history(
-    given: Any,
-    status: str,
-    times: Mapping[str, datetime | None],
-    last_updated: datetime,
-    start: datetime,
-) -> list[tuple[str, datetime]]:
-    if given is not None:
-        out = []
-        for i, item in enumerate(given):
-            if not isinstance(item, list | tuple) or len(item) != 2 or item[0] not in STATUSES:
-                msg = f"history[{i}]: expected [STATUS, time], got {item!r}"
-                raise ValueError(msg)
-            moment = resolve_time(item[1], start)
-            assert moment is not None
-            out.append((str(item[0]), moment))
-        return sorted(out, key=lambda pair: pair[1])
-    return synthesize_history(status, times, last_updated)
+def _history(given: Any, start: datetime) -> list[tuple[str, datetime]]:
+    if not isinstance(given, list):
+        msg = f"history: expected a list of [STATUS, time], got {given!r}"
+        raise ValueError(msg)  # noqa: TRY004 - reported as a fleet problem, like every other
+    out = []
+    for i, item in enumerate(given):
+        if not isinstance(item, list | tuple) or len(item) != 2 or item[0] not in STATUSES:
+            msg = f"history[{i}]: expected [STATUS, time], got {item!r}"
+            raise ValueError(msg)
+        moment = resolve_time(item[1], start)
+        if moment is None:
+            msg = f"history[{i}]: expected [STATUS, time], got {item!r}"
+            raise ValueError(msg)
+        out.append((str(item[0]), moment))
+    return sorted(out, key=lambda pair: pair[1])
+
+
+def history_from_record(rec: Mapping[str, Any]) -> list[tuple[str, datetime]]:
+    """The plausible history of a record, from its status and timestamps."""
+    times = {k: parse_ts(rec[k]) if rec.get(k) else None for k in _TIME_ORDER}
+    last = parse_ts(rec["lastUpdated"]) if rec.get("lastUpdated") else times["created"]
+    assert last is not None
+    return synthesize_history(str(rec["status"]), times, last)
+
+
+def parameter_set(partial: Mapping[str, Any], rec: Mapping[str, Any]) -> str:
+    """The `parameterSet` JSON string of a record: arguments, env (with `_tapis*`), filters."""
+    _, work_root, host = SYSTEMS.get(
+        rec["execSystemId"], ("normal", "/scratch/00000", f"{rec['execSystemId']}.example.org")
+    )
+    return _parameter_set(partial, rec, host, f"{work_root}/{rec['owner']}")
+
+
+_TIME_ORDER = ("created", "remoteSubmitted", "remoteStarted", "remoteEnded", "ended")
 
 
 def synthesize_history(

@@ -195,7 +195,7 @@ class Simulator:
         """
         with self._lock:
             self._settle()
-            return copy.deepcopy(self._get(uuid).record)
+            return copy.deepcopy(self._get(uuid).full_record())
 
     def history(self, uuid: str) -> list[dict[str, Any]]:
         """A job's history events as `getJobHistory` sends them, oldest first.

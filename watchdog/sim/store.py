@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from watchdog.durations import parse_duration
-from watchdog.sim.jobstate import HistoryEvent, SimJob, status_event
+from watchdog.sim.jobstate import SimJob
 from watchdog.sim.records import build_record
 from watchdog.sim.search import Order, sort_jobs
 
@@ -64,15 +64,11 @@ class JobStore:
         if record["uuid"] in self._jobs:
             msg = f"uuid: a job {record['uuid']} already exists"
             raise ValueError(msg)
-        history: list[HistoryEvent] = []
-        previous = None
-        for status, moment in steps:
-            history.append(status_event(status, previous, moment))
-            previous = status
         delay = partial.get("cancel_delay")
         job = SimJob(
             record=record,
-            history=history,
+            steps=steps,
+            partial=partial,
             shared_with=frozenset(partial.get("shared_with") or ()),
             cancel_mode=str(partial.get("cancel", "honour")),
             cancel_delay=_delay(delay) if delay is not None else None,
