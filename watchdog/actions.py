@@ -403,13 +403,26 @@ class Actor:
                     break
                 if not resent and mono >= resend_at and status is not None:
                     resent = True
+                    wait = 0.5  # a re-sent cancel lands like a first one: look again soon
                     try:
                         await self.client.cancel_job(job.uuid)
                     except JobTerminalError:
                         continue  # ended meanwhile: the next status check confirms it
                     except TapisError:
                         pass  # logged by the client; keep following
-                await anyio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                    else:
+                        self.events.job_cancel_requested(
+                            _with_status(job, status),
+                            rule=rule,
+                            reason=f"{reason}; still {status}, cancel sent again",
+                            dry_run=False,
+                            attempt=2,
+                        )
+                mono = time.monotonic()
+                next_check = min(mono + wait, deadline)
+                if not resent:
+                    next_check = min(next_check, resend_at)
+                await anyio.sleep(max(0.0, next_check - mono))
                 wait = min(wait * 2, self.follow_max_interval)
             self.store.finish_cancel(
                 cancel_id, "unconfirmed", datetime.now(UTC), final_status=status

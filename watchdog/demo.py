@@ -139,14 +139,20 @@ class Summary:
     def table(self) -> str:
         headers = ("job", "rule", "reason", "outcome", "to confirmed")
         lines = [
-            (self.names.get(uuid, uuid[:8]), rule, r["reason"], r["outcome"], r["time"])
+            (self.names.get(uuid, uuid[:8]), rule, _short(r["reason"]), r["outcome"], r["time"])
             for (uuid, rule), r in self.rows.items()
         ]
-        widths = [max(len(h), *(len(str(line[i])) for line in lines)) for i, h in enumerate(headers)]
+        widths = [
+            max(len(h), *(len(str(line[i])) for line in lines)) for i, h in enumerate(headers)
+        ]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
         out += [fmt.format(*line) for line in lines]
         return "\n".join(out)
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001 - the demo takes no options
@@ -165,9 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001 - the demo takes 
             flush=True,
         )
         daemon, metrics_server = build_daemon(config_path, listeners=(summary.observe,))
-        summary.names = {
-            uuid: str(sim.job(uuid).get("name", uuid[:8])) for uuid in sim.uuids()
-        }
+        summary.names = {uuid: str(sim.job(uuid).get("name", uuid[:8])) for uuid in sim.uuids()}
         daemon.until = lambda: time.monotonic() - summary.started >= DEMO_SECONDS
         try:
             code = anyio.run(daemon.serve)

@@ -152,9 +152,7 @@ def _case(raw: Any, index: int, file_now: datetime, rule_names: set[str]) -> Cas
     first_raw = raw.get("first_match") or {}
     if not isinstance(first_raw, Mapping):
         raise ValueError(f"{where}.first_match: expected a mapping of rule name to time")
-    first_match = {
-        str(k): _time(v, now, f"{where}.first_match.{k}") for k, v in first_raw.items()
-    }
+    first_match = {str(k): _time(v, now, f"{where}.first_match.{k}") for k, v in first_raw.items()}
     return Case(
         name=name,
         now=now,
