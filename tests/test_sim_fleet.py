@@ -9,7 +9,7 @@ import pytest
 
 from watchdog.errors import ConfigError
 from watchdog.sim import Fleet, Simulator, generate_fleet, load_fleet
-from watchdog.sim.records import STATUSES, TERMINAL, parse_ts
+from watchdog.sim.schema import STATUSES, TERMINAL, parse_ts
 
 
 def test_yaml_fleet_with_relative_and_absolute_times(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import requests
 from tapipy.errors import BadRequestError, BaseTapyException, InternalServerError, UnauthorizedError
 
-from watchdog.sim.records import INT_FIELDS, JSON_STRING_FIELDS, TIMESTAMP_FIELDS
+from watchdog.sim.schema import INT_FIELDS, JSON_STRING_FIELDS, TIMESTAMP_FIELDS
 
 STRING_FIELDS = (  # noqa: SIM905 - reads like the facts page
     "uuid name owner tenant description status lastMessage appId appVersion jobType execSystemId "

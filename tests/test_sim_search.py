@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import pytest
 from tapipy.errors import BadRequestError
 
-from watchdog.sim.records import ALL_FIELDS, SUMMARY_FIELDS
+from watchdog.sim.schema import ALL_FIELDS, SUMMARY_FIELDS
 
 FLEET = {
     "users": {"alice": "alice-pw", "bob": "bob-pw"},

@@ -33,7 +33,8 @@ import yaml
 from watchdog.durations import parse_duration
 from watchdog.errors import ConfigError
 from watchdog.sim.faults import Fault
-from watchdog.sim.records import CANCEL_MODES, build_record
+from watchdog.sim.records import build_record
+from watchdog.sim.schema import CANCEL_MODES
 
 _TOP_KEYS = frozenset(
     {"tenant", "users", "admins", "clients", "token_ttl", "cancel_delay", "faults", "live", "jobs"}

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from watchdog.sim.fleet import Fleet
-from watchdog.sim.records import SYSTEMS
+from watchdog.sim.schema import SYSTEMS
 
 MAX_JOBS = 100_000
 _APPS = (

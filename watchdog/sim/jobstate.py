@@ -15,15 +15,9 @@ import orjson
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-from watchdog.sim.records import (
-    SUMMARY_FIELDS,
-    TERMINAL,
-    TIMESTAMP_FIELDS,
-    format_ts,
-    history_from_record,
-    parameter_set,
-    parse_ts,
-)
+from watchdog.sim.history import history_from_record
+from watchdog.sim.records import parameter_set
+from watchdog.sim.schema import SUMMARY_FIELDS, TERMINAL, TIMESTAMP_FIELDS, format_ts, parse_ts
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta

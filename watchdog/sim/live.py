@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from watchdog.sim.records import MAIN_PATH, SYSTEMS
+from watchdog.sim.schema import MAIN_PATH, SYSTEMS
 
 if TYPE_CHECKING:
     from watchdog.sim.fleet import LiveSettings

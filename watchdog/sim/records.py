@@ -1,4 +1,4 @@
-"""Complete Tapis job records built from partial ones, with realistic defaults and a history.
+"""Complete Tapis job records built from partial ones, with realistic defaults.
 
 A fleet gives only the fields a test cares about; everything else gets the value Tapis would
 send, in Tapis's own shapes: timestamps as `...Z` strings with microseconds, and `fileInputs`,
@@ -9,161 +9,30 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from watchdog.durations import parse_relative
+from watchdog.sim.history import explicit_history
+from watchdog.sim.schema import (
+    ALL_FIELDS,
+    BOOL_FIELDS,
+    DEFAULT_CONDITIONS,
+    INT_FIELDS,
+    JSON_STRING_FIELDS,
+    LIST_FIELDS,
+    SIM_KEYS,
+    STATUSES,
+    SYSTEMS,
+    TERMINAL,
+    TIMESTAMP_FIELDS,
+    format_ts,
+    resolve_time,
+)
 
 if TYPE_CHECKING:
     import random
-
-MAIN_PATH = (
-    "PENDING",
-    "PROCESSING_INPUTS",
-    "STAGING_INPUTS",
-    "STAGING_JOB",
-    "SUBMITTING_JOB",
-    "QUEUED",
-    "RUNNING",
-    "ARCHIVING",
-    "FINISHED",
-)
-TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELLED"})
-STATUSES = frozenset({*MAIN_PATH, "FAILED", "CANCELLED", "BLOCKED", "PAUSED"})
-
-SUMMARY_FIELDS = (
-    "uuid",
-    "name",
-    "owner",
-    "appId",
-    "created",
-    "status",
-    "condition",
-    "remoteStarted",
-    "ended",
-    "tenant",
-    "execSystemId",
-    "archiveSystemId",
-    "appVersion",
-    "lastUpdated",
-)
-TIMESTAMP_FIELDS = frozenset(
-    {
-        "created",
-        "ended",
-        "lastUpdated",
-        "remoteSubmitted",
-        "remoteStarted",
-        "remoteEnded",
-        "remoteLastStatusCheck",
-    }
-)
-INT_FIELDS = frozenset(
-    {
-        "id",
-        "nodeCount",
-        "coresPerNode",
-        "memoryMB",
-        "maxMinutes",
-        "blockedCount",
-        "remoteSubmitRetries",
-        "remoteChecksSuccess",
-        "remoteChecksFailed",
-    }
-)
-BOOL_FIELDS = frozenset(
-    {"mpi", "visible", "archiveOnAppError", "dynamicExecSystem", "sharedAppCtx"}
-)
-JSON_STRING_FIELDS = frozenset(
-    {"fileInputs", "parameterSet", "notes", "subscriptions", "execSystemConstraints"}
-)
-LIST_FIELDS = frozenset({"tags", "sharedAppCtxAttribs"})
-
-# Every field of a job record, in the order Tapis sends them.
-ALL_FIELDS = (
-    "id", "name", "owner", "tenant", "description", "status", "condition", "lastMessage",
-    "created", "ended", "lastUpdated", "uuid", "appId", "appVersion", "archiveOnAppError",
-    "dynamicExecSystem", "execSystemId", "execSystemExecDir", "execSystemInputDir",
-    "execSystemOutputDir", "execSystemLogicalQueue", "archiveSystemId", "archiveSystemDir",
-    "dtnSystemId", "dtnMountSourcePath", "dtnMountPoint", "nodeCount", "coresPerNode",
-    "memoryMB", "maxMinutes", "fileInputs", "parameterSet", "execSystemConstraints",
-    "subscriptions", "blockedCount", "remoteJobId", "remoteJobId2", "remoteOutcome",
-    "remoteResultInfo", "remoteQueue", "remoteSubmitted", "remoteStarted", "remoteEnded",
-    "remoteSubmitRetries", "remoteChecksSuccess", "remoteChecksFailed", "remoteLastStatusCheck",
-    "inputTransactionId", "inputCorrelationId", "archiveTransactionId", "archiveCorrelationId",
-    "stageAppTransactionId", "stageAppCorrelationId", "dtnInputTransactionId",
-    "dtnInputCorrelationId", "dtnOutputTransactionId", "dtnOutputCorrelationId", "tapisQueue",
-    "visible", "createdby", "createdbyTenant", "tags", "jobType", "mpi", "mpiCmd", "cmdPrefix",
-    "sharedAppCtx", "sharedAppCtxAttribs", "notes", "trackingId",
-)  # fmt: skip
-
-# Keys a fleet may give beside record fields: simulator behaviour and input shorthands.
-SIM_KEYS = frozenset(
-    {
-        "history",
-        "shared_with",
-        "cancel",
-        "cancel_delay",
-        "live",
-        "inputs",
-        "app_args",
-        "container_args",
-        "scheduler_options",
-        "env",
-    }
-)
-CANCEL_MODES = frozenset({"honour", "ignore_first", "ignore"})
-
-SYSTEMS = {
-    "frontera": ("normal", "/scratch1/05234", "frontera.tacc.utexas.edu"),
-    "stampede3": ("skx", "/scratch/09876", "stampede3.tacc.utexas.edu"),
-    "ls6": ("normal", "/scratch/07000", "ls6.tacc.utexas.edu"),
-}
-DEFAULT_CONDITIONS = {
-    "FINISHED": "NORMAL_COMPLETION",
-    "CANCELLED": "CANCELLED_BY_USER",
-    "FAILED": "SCHEDULER_TERMINATED",
-}
-
-
-def format_ts(moment: datetime) -> str:
-    """Render a time the way Tapis does: UTC, microseconds, trailing `Z`."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def parse_ts(text: str) -> datetime:
-    """Read a Tapis timestamp (or a bare date) as an aware UTC datetime.
-
-    Raises:
-        ValueError: the text is not an ISO-8601 time or date.
-    """
-    moment = datetime.fromisoformat(text.strip())
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def resolve_time(value: Any, start: datetime) -> datetime | None:
-    """A fleet time: None, a datetime, an ISO string, or a signed offset from `start` (`-13h`).
-
-    Raises:
-        ValueError: the value is none of these.
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        if text[:1] in ("+", "-") or (
-            text[:1].isdigit() and text[-1:] in "dhms" and ":" not in text
-        ):
-            return start + parse_relative(text)
-        return parse_ts(text)
-    msg = f"expected a time such as -13h or 2024-05-01T12:00:00Z, got {value!r}"
-    raise ValueError(msg)
 
 
 def new_uuid(rng: random.Random) -> str:
@@ -433,7 +302,7 @@ def build_record(  # noqa: C901 - one default per field family
         rec["fileInputs"] = orjson.dumps(_file_inputs(partial["inputs"])).decode()
     if isinstance(partial.get("parameterSet"), str):
         rec["parameterSet"] = partial["parameterSet"]
-    steps = _history(partial.get("history"), start) if "history" in partial else None
+    steps = explicit_history(partial.get("history"), start) if "history" in partial else None
     return rec, steps
 
 
@@ -456,79 +325,9 @@ def _check_type(key: str, value: Any) -> Any:
     return value
 
 
-def _history(given: Any, start: datetime) -> list[tuple[str, datetime]]:
-    if not isinstance(given, list):
-        msg = f"history: expected a list of [STATUS, time], got {given!r}"
-        raise ValueError(msg)  # noqa: TRY004 - reported as a fleet problem, like every other
-    out = []
-    for i, item in enumerate(given):
-        if not isinstance(item, list | tuple) or len(item) != 2 or item[0] not in STATUSES:
-            msg = f"history[{i}]: expected [STATUS, time], got {item!r}"
-            raise ValueError(msg)
-        moment = resolve_time(item[1], start)
-        if moment is None:
-            msg = f"history[{i}]: expected [STATUS, time], got {item!r}"
-            raise ValueError(msg)
-        out.append((str(item[0]), moment))
-    return sorted(out, key=lambda pair: pair[1])
-
-
-def history_from_record(rec: Mapping[str, Any]) -> list[tuple[str, datetime]]:
-    """The plausible history of a record, from its status and timestamps."""
-    times = {k: parse_ts(rec[k]) if rec.get(k) else None for k in _TIME_ORDER}
-    last = parse_ts(rec["lastUpdated"]) if rec.get("lastUpdated") else times["created"]
-    assert last is not None
-    return synthesize_history(str(rec["status"]), times, last)
-
-
 def parameter_set(partial: Mapping[str, Any], rec: Mapping[str, Any]) -> str:
     """The `parameterSet` JSON string of a record: arguments, env (with `_tapis*`), filters."""
     _, work_root, host = SYSTEMS.get(
         rec["execSystemId"], ("normal", "/scratch/00000", f"{rec['execSystemId']}.example.org")
     )
     return _parameter_set(partial, rec, host, f"{work_root}/{rec['owner']}")
-
-
-_TIME_ORDER = ("created", "remoteSubmitted", "remoteStarted", "remoteEnded", "ended")
-
-
-def synthesize_history(
-    status: str, times: Mapping[str, datetime | None], last_updated: datetime
-) -> list[tuple[str, datetime]]:
-    """A plausible status history for a job: the main path up to where it got, then its status."""
-    created = times["created"]
-    assert created is not None
-    if status in MAIN_PATH:
-        reached = status
-    elif times.get("remoteStarted"):
-        reached = "RUNNING"
-    elif times.get("remoteSubmitted"):
-        reached = "QUEUED"
-    else:
-        reached = "STAGING_INPUTS"
-    path = MAIN_PATH[: MAIN_PATH.index(reached) + 1]
-    anchors = {
-        "PENDING": created,
-        "QUEUED": times.get("remoteSubmitted"),
-        "RUNNING": times.get("remoteStarted"),
-        "ARCHIVING": times.get("remoteEnded"),
-        "FINISHED": times.get("ended"),
-    }
-    staging_end = anchors["QUEUED"] or (last_updated if status in MAIN_PATH else None)
-    staging_end = staging_end or times.get("ended") or last_updated
-    events: list[tuple[str, datetime]] = []
-    pre = [s for s in path if s in MAIN_PATH[1:5]]
-    for step in path:
-        moment = anchors.get(step)
-        if moment is None and step in pre:
-            frac = (pre.index(step) + 1) / (len(pre) + 1)
-            moment = created + (staging_end - created) * frac
-        if moment is None:
-            moment = events[-1][1] if events else created
-        events.append((step, moment))
-    if status not in MAIN_PATH:
-        final = times.get("ended") or last_updated
-        events.append((status, max(final, events[-1][1])))
-    if status in MAIN_PATH and status not in anchors and events:
-        events[-1] = (status, max(events[-1][1], min(last_updated, staging_end)))
-    return events

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from watchdog.sim.records import (
+from watchdog.sim.schema import (
     ALL_FIELDS,
     BOOL_FIELDS,
     INT_FIELDS,

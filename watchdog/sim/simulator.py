@@ -5,7 +5,6 @@ Every public method takes the one lock, so tests and the HTTP threads can share 
 
 from __future__ import annotations
 
-import base64
 import copy
 import gc
 import random
@@ -18,11 +17,11 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from watchdog.sim import api
+from watchdog.sim import api, auth
 from watchdog.sim.faults import Fault, FaultPlan
 from watchdog.sim.fleet import Fleet
 from watchdog.sim.live import LiveEngine
-from watchdog.sim.records import STATUSES, format_ts
+from watchdog.sim.schema import STATUSES
 from watchdog.sim.store import JobStore
 from watchdog.sim.tokens import TokenError, mint_jwt, verify_jwt
 
@@ -360,13 +359,13 @@ class Simulator:
         if endpoint == "health":
             return api.health("healthy"), None
         if endpoint == "sites":
-            return api.envelope(orjson.dumps([_site(base_url)]), "Sites retrieved."), None
+            return api.envelope(orjson.dumps([auth.site(base_url)]), "Sites retrieved."), None
         if endpoint == "tenants":
             return api.envelope(
-                orjson.dumps([_tenant(self.tenant_id, base_url)]), "Tenants retrieved."
+                orjson.dumps([auth.tenant(self.tenant_id, base_url)]), "Tenants retrieved."
             ), None
         if endpoint == "tokens":
-            return self._tokens(request, now, ttl)
+            return auth.tokens(self.fleet, self._key, request.body, request.headers, now, ttl)
         if endpoint == "unknown":
             return api.error(404, f"HTTP 404 Not Found: {request.method} {request.path}"), None
         try:
@@ -399,71 +398,6 @@ class Simulator:
                 reply = api.set_visible(store, caller, uuid, visible=endpoint == "unhide")
         return reply, user
 
-    def _tokens(  # noqa: C901, PLR0911 - one answer per way a login can fail
-        self, request: Request, now: datetime, ttl: timedelta | None
-    ) -> tuple[api.Reply, str | None]:
-        try:
-            body = orjson.loads(request.body or b"{}")
-        except orjson.JSONDecodeError:
-            return api.error(400, "Invalid JSON in request body."), None
-        if not isinstance(body, dict):
-            return api.error(400, "Invalid request body."), None
-        client = _basic_auth(request.headers.get("authorization", ""))
-        if (
-            client is not None
-            and self.fleet.clients
-            and self.fleet.clients.get(client[0]) != client[1]
-        ):
-            return api.error(401, "Invalid client credentials."), None
-        grant = body.get("grant_type")
-        if grant == "password":
-            username = body.get("username")
-            if not isinstance(username, str) or self.fleet.users.get(username) != body.get(
-                "password"
-            ):
-                return api.error(401, "Invalid username/password combination."), None
-        elif grant == "refresh_token":
-            if client is None:
-                return api.error(
-                    400, "Client credentials are required for the refresh_token grant."
-                ), None
-            try:
-                claims = verify_jwt(body.get("refresh_token"), key=self._key, now=now)
-            except TokenError as exc:
-                return api.error(401, f"Invalid refresh token: {exc}"), None
-            if claims.get("tapis/token_type") != "refresh":
-                return api.error(401, "Invalid refresh token: not a refresh token."), None
-            username = str(claims["tapis/username"])
-        else:
-            return api.error(400, f"Invalid grant_type: {grant!r}."), None
-        life = ttl or self.fleet.token_ttl
-        result: dict[str, Any] = {"access_token": self._token_info(username, now, life, "access")}
-        if client is not None:
-            result["refresh_token"] = self._token_info(
-                username, now, timedelta(days=365), "refresh"
-            )
-        return api.envelope(
-            orjson.dumps(result), "Token created successfully.", status=201
-        ), username
-
-    def _token_info(
-        self, username: str, now: datetime, life: timedelta, kind: str
-    ) -> dict[str, Any]:
-        token, claims = mint_jwt(
-            key=self._key,
-            username=username,
-            tenant_id=self.tenant_id,
-            issued=now,
-            ttl=life,
-            token_type=kind,
-        )
-        return {
-            f"{kind}_token": token,
-            "expires_in": int(life.total_seconds()),
-            "expires_at": format_ts(now + life),
-            "jti": claims["jti"],
-        }
-
 
 def _params(query: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
@@ -472,44 +406,7 @@ def _params(query: str) -> dict[str, list[str]]:
     return out
 
 
-def _basic_auth(header: str) -> tuple[str, str] | None:
-    if not header.lower().startswith("basic "):
-        return None
-    try:
-        ident, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return ident, secret
-
-
 def _error_message(endpoint: str, uuid: str | None) -> str:
     if endpoint == "cancel":
         return f"JOBS_QMGR_POST_CANCEL Unable to post the cancel request for job {uuid}."
     return f"TAPIS_INTERNAL_ERROR The {endpoint} request failed unexpectedly."
-
-
-def _site(base_url: str) -> dict[str, Any]:
-    return {
-        "site_id": "tacc",
-        "primary": True,
-        "base_url": base_url,
-        "tenant_base_url_template": "https://${tenant_id}.tapis.io",
-        "site_admin_tenant_id": "admin",
-        "services": ["authenticator", "jobs", "tenants", "tokens"],
-    }
-
-
-def _tenant(tenant_id: str, base_url: str) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "base_url": base_url,
-        "site_id": "tacc",
-        "status": "active",
-        "description": "Simulated Tapis tenant",
-        "public_key": "-----BEGIN PUBLIC KEY-----\nsimulated\n-----END PUBLIC KEY-----",
-        "token_service": f"{base_url}/v3/tokens",
-        "security_kernel": f"{base_url}/v3/security",
-        "authenticator": f"{base_url}/v3/oauth2",
-        "admin_user": "admin",
-        "token_gen_services": ["authenticator"],
-    }
