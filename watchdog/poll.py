@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from watchdog.errors import JobRecordError, PollError, TapisAuthError, TapisError
 from watchdog.jobs import Job, parse_job
@@ -133,7 +134,8 @@ class _Poll:
 
     async def run(self, max_ranges: int) -> None:
         first = await self._fetch(_Range(), compute_total=True)
-        last = self._take(first, None)
+        last = self._advance(first, None)
+        self._keep_page(first)
         if not self._is_full(first) or last is None:
             return
         ranges = _split_after(last, self._ranges_needed(first, max_ranges))
@@ -163,11 +165,30 @@ class _Poll:
 
     async def _scan(self, key_range: _Range) -> None:
         cursor = key_range.start_after
+        page = await self._fetch(key_range, start_after=cursor)
         while True:
-            page = await self._fetch(key_range, start_after=cursor)
-            cursor = self._take(page, cursor)
+            cursor = self._advance(page, cursor)
             if not self._is_full(page):
+                self._keep_page(page)
                 return
+            # The next page needs only the cursor: fetch it while this one is parsed.
+            upcoming: list[SearchPage | TapisError] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._fetch_into, upcoming, key_range, cursor)
+                await anyio.lowlevel.checkpoint()
+                self._keep_page(page)
+            if isinstance(upcoming[0], TapisError):
+                raise upcoming[0]
+            page = upcoming[0]
+
+    async def _fetch_into(
+        self, into: list[SearchPage | TapisError], key_range: _Range, start_after: str | None
+    ) -> None:
+        # The error is handed over, not raised, so it does not arrive wrapped in a group.
+        try:
+            into.append(await self._fetch(key_range, start_after=start_after))
+        except TapisError as exc:
+            into.append(exc)
 
     async def _fetch(
         self, key_range: _Range, *, start_after: str | None = None, compute_total: bool = False
@@ -194,8 +215,8 @@ class _Poll:
         # A server that caps the page size says so in recordLimit; a short page is the last one.
         return len(page.records) >= (page.record_limit or self._page_size)
 
-    def _take(self, page: SearchPage, cursor: str | None) -> str | None:
-        """Keep the page's jobs; return the new cursor (the last uuid).
+    def _advance(self, page: SearchPage, cursor: str | None) -> str | None:
+        """The new cursor after `page`: its last uuid.
 
         Raises:
             TapisError: the page is not in uuid order after the cursor, or its last record has no
@@ -209,10 +230,13 @@ class _Poll:
                         "search_jobs", f"records out of uuid order ({uuid} after {cursor})"
                     )
                 cursor = uuid
-            self._keep(record, uuid)
         if page.records and _uuid_of(page.records[-1]) is None:
             raise TapisError("search_jobs", "the last record of a page has no uuid")
         return cursor
+
+    def _keep_page(self, page: SearchPage) -> None:
+        for record in page.records:
+            self._keep(record, _uuid_of(record))
 
     def _keep(self, record: Any, uuid: str | None) -> None:
         try:

@@ -182,6 +182,15 @@ class _TimeoutAdapter(HTTPAdapter):
 class _ParsedOnceResponse(requests.Response):
     """tapipy calls `json()` up to three times per response; parse once and remember."""
 
+    @property
+    def content(self) -> bytes:
+        # requests reads a body in 10 KiB chunks, retaking the GIL for each; under concurrent
+        # calls every retake can wait a whole switch interval. One read takes it far fewer times.
+        if self._content is False and not self._content_consumed and self.raw is not None:  # type: ignore[comparison-overlap]
+            self._content = self.raw.read(decode_content=True) or b""
+            self._content_consumed = True
+        return super().content
+
     def json(self, **kwargs: Any) -> Any:
         cached = self.__dict__.get("_watchdog_json", _UNPARSED)
         if cached is _UNPARSED:
