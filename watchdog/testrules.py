@@ -115,6 +115,10 @@ def _job(record: Any, now: datetime, where: str) -> Job:
         "execSystemId": "system",
         "nodeCount": 1,
         "tags": [],
+        # A case lists what matters; inputs it does not list are empty, not unknown.
+        "description": "",
+        "fileInputs": [],
+        "parameterSet": {},
     }
     full.update(record)
     for key in TIME_FIELDS:
