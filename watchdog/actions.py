@@ -16,29 +16,31 @@ Per poll, `Actor.handle_poll` turns every job's verdicts into at most one action
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from watchdog.decide import plan
 from watchdog.durations import format_duration
 from watchdog.errors import (
     JobNotAuthorizedError,
-    JobRecordError,
     JobNotFoundError,
+    JobRecordError,
     JobTerminalError,
     TapisError,
     TapisUnavailableError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, status_entered_from_history
-from watchdog.decide import plan
 from watchdog.rules import Verdict, evaluate, needs_status_since
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anyio.abc import TaskGroup
 
     from watchdog.config import SafetySettings
@@ -187,14 +189,13 @@ class Actor:
         self.events.job_warned(job, rule=verdict.rule, reason=reason, dry_run=dry)
         if dry:
             return
-        try:
+        # A failed sendEvent is logged by the client; a warning never blocks a decision.
+        with contextlib.suppress(TapisError):
             await self.client.send_event(
                 job.uuid,
                 f"tapis-watchdog: rule {verdict.rule}: {reason}",
                 "WATCHDOG_WARNING",
             )
-        except TapisError:
-            pass  # logged as tapis_error by the client; a warning never blocks a decision
 
     def _clear_stale(
         self, jobs: Sequence[Job], seen_rules: dict[str, set[str]], now: datetime
@@ -230,9 +231,12 @@ class Actor:
 
     def _already_done(self, cand: _Candidate) -> bool:
         decision = self.store.decision(cand.job.uuid, cand.verdict.rule)
-        if decision is not None and decision.acted_at is not None:
-            if decision.outcome not in TRANSIENT_OUTCOMES:
-                return True
+        if (
+            decision is not None
+            and decision.acted_at is not None
+            and decision.outcome not in TRANSIENT_OUTCOMES
+        ):
+            return True
         return cand.job.uuid in self._following
 
     def _is_exempt(self, job: Job) -> bool:
@@ -306,7 +310,9 @@ class Actor:
         try:
             status = await self.client.get_status(job.uuid)
             if status in TERMINAL_STATUSES:
-                raise JobTerminalError("getJobStatus", f"job is {status}", job_uuid=job.uuid)
+                terminal = JobTerminalError("getJobStatus", f"job is {status}", job_uuid=job.uuid)
+                self._refused(cancel_id, cand, "already_terminal", terminal)
+                return False
             await self.client.cancel_job(job.uuid)
         except JobTerminalError as exc:
             self._refused(cancel_id, cand, "already_terminal", exc)
@@ -350,7 +356,7 @@ class Actor:
         )
 
     # ------------------------------------------------------------------ verification
-    async def follow(
+    async def follow(  # noqa: C901 - one loop: status, confirm, deadline, one re-send
         self,
         cancel_id: int,
         job: Job,

@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", metavar="TIME", help="evaluate at this UTC ISO-8601 time")
     p.set_defaults(handler="watchdog.commands:cmd_explain")
 
-    p = sub.add_parser("test-rules", help="check rules against offline cases (jobs, a clock, verdicts)")
+    p = sub.add_parser(
+        "test-rules", help="check rules against offline cases (jobs, a clock, verdicts)"
+    )
     _add_config(p)
     p.add_argument("cases", metavar="CASES.yaml", help="the case file")
     p.set_defaults(handler="watchdog.testrules:cmd_test_rules")

@@ -1,14 +1,12 @@
-"""The subcommands other than `sim`, `demo` and `test-rules`: run, check, explain, cancel, history."""
+"""The subcommands run, check, explain, cancel and history (sim, demo, test-rules live apart)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
@@ -25,6 +23,10 @@ from watchdog.errors import (
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
 from watchdog.rules import compile_rules, describe_rule, evaluate
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
 FOLLOW_INTERVAL_S = 2.0
 
 
@@ -35,7 +37,7 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _out(text: str = "", stream: TextIO | None = None) -> None:
-    print(text, file=stream or sys.stdout, flush=True)  # noqa: T201 - this is a CLI's output
+    print(text, file=stream or sys.stdout, flush=True)
 
 
 # ---------------------------------------------------------------------- run
@@ -158,7 +160,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return anyio.run(_cancel, config, args.uuid, args.yes)
 
 
-async def _cancel(config: Config, uuid: str, yes: bool) -> int:
+async def _cancel(  # noqa: C901, PLR0911 - the seed's flow, one exit per outcome
+    config: Config, uuid: str, yes: bool
+) -> int:
     from watchdog.tapis import TapisClient  # noqa: PLC0415
 
     client = TapisClient(config.tapis)
@@ -177,7 +181,7 @@ async def _cancel(config: Config, uuid: str, yes: bool) -> int:
             if not sys.stdin.isatty():
                 _out("refusing to cancel without --yes when stdin is not a terminal", sys.stderr)
                 return 2
-            answer = input("cancel it? [y/N] ").strip().lower()
+            answer = (await anyio.to_thread.run_sync(input, "cancel it? [y/N] ")).strip().lower()
             if answer not in {"y", "yes"}:
                 _out("not cancelled")
                 return 1
@@ -237,9 +241,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         parts = [str(event.get("timestamp", "")), f"{event.get('event', ''):<24}"]
         if job:
             parts.append(f"{job} rule={event.get('rule', '-')}")
-        for key in ("why", "final_status", "reason", "error"):
-            if event.get(key) not in (None, ""):
-                parts.append(f"{key}={event[key]}")
+        parts.extend(
+            f"{key}={event[key]}"
+            for key in ("why", "final_status", "reason", "error")
+            if event.get(key) not in (None, "")
+        )
         _out("  ".join(parts))
     if not args.json:
         _out(f"{len(events)} events since {since:%Y-%m-%dT%H:%M:%SZ}")

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from watchdog import __version__
 from watchdog.actions import Actor
@@ -34,6 +31,12 @@ from watchdog.rules import CompiledRule, compile_rules, fields_needed
 from watchdog.sdnotify import SystemdNotifier
 from watchdog.state import StateStore
 from watchdog.tapis import TapisClient
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from anyio.abc import TaskGroup
 
 PRUNE_EVERY_S = 3600.0
 SHUTDOWN_GRACE_S = 3.0
@@ -245,6 +248,10 @@ class Daemon:
         self.systemd.ready(self._status_line("configuration reloaded"))
 
 
+def _ignore_failure(_event: str, _error: str) -> None:
+    return None
+
+
 def build_daemon(
     config_path: Path,
     *,
@@ -274,7 +281,7 @@ def build_daemon(
         notifier = Notifier(
             [(t.url.get_secret_value(), t.events) for t in config.notify],
             claim=store.claim_notification,
-            on_failure=lambda event, error: None,
+            on_failure=_ignore_failure,  # replaced below, once the event log exists
         )
         all_listeners.append(notifier.observe_event)
     dry = dry_run or config.safety.dry_run

@@ -12,12 +12,14 @@ test proves exactly what the daemon would do:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from watchdog.rules import Verdict
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
+    from watchdog.rules import Verdict
 
 StepKind = Literal["warn", "grace", "cancel", "shadow", "matched"]
 

@@ -10,18 +10,20 @@ in this process and in a temporary directory, and nothing is left running afterw
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from watchdog.events import configure_logging
 from watchdog.sim import Simulator
+
+if TYPE_CHECKING:
+    import argparse
 
 DEMO_SECONDS = 30.0
 POLL_INTERVAL = "5s"

@@ -39,7 +39,11 @@ def format_duration(delta: timedelta) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
     if days:
-        return f"{sign}{days}d{hours:02d}h" if not minutes else f"{sign}{days}d{hours:02d}h{minutes:02d}m"
+        return (
+            f"{sign}{days}d{hours:02d}h"
+            if not minutes
+            else f"{sign}{days}d{hours:02d}h{minutes:02d}m"
+        )
     if hours:
         return f"{sign}{hours}h{minutes:02d}m"
     if minutes:

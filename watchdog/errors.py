@@ -19,7 +19,10 @@ tapipy's exceptions are translated into these at one place, `watchdog.tapis`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class WatchdogError(Exception):
@@ -27,7 +30,7 @@ class WatchdogError(Exception):
 
 
 class ConfigError(WatchdogError):
-    """The configuration is invalid. `problems` holds one line per error, each naming its key path."""
+    """The configuration is invalid; `problems` has one line per error, each naming its key path."""
 
     def __init__(self, problems: Sequence[str], *, source: str | None = None) -> None:
         self.problems = tuple(problems)

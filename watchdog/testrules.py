@@ -1,6 +1,7 @@
 """`tapis-watchdog test-rules`: prove what rules do before they touch a real job.
 
-A case file (YAML) holds jobs as partial Tapis records, a clock, and the verdict each job should get.
+A case file (YAML) holds jobs as partial Tapis records, a clock, and the verdict each job
+should get.
 Every case goes through the daemon's own code path (`jobs.parse_job` → `rules.evaluate` →
 `decide.plan`), so a passing case is what the daemon will do. Format::
 
@@ -24,14 +25,13 @@ Exit codes: 0 every case passes, 1 a case fails, 2 the case file or configuratio
 
 from __future__ import annotations
 
-import argparse
 import sys
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -41,6 +41,9 @@ from watchdog.durations import parse_relative
 from watchdog.errors import ConfigError, JobRecordError
 from watchdog.jobs import Job, parse_job
 from watchdog.rules import CompiledRule, Verdict, compile_rules, evaluate
+
+if TYPE_CHECKING:
+    import argparse
 
 TIME_FIELDS = (
     "created",
@@ -81,12 +84,16 @@ class CaseResult:
         return self.case.expect == "none" or self.plan.rule == self.case.rule
 
 
+class CaseError(ValueError):
+    """A malformed case; the message names where."""
+
+
 def _time(value: Any, now: datetime, where: str) -> datetime:
     """An absolute ISO-8601 time, or one relative to `now` such as `-13h`."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a time such as -13h or 2026-11-28T03:00:00Z")
+        raise CaseError(f"{where}: expected a time such as -13h or 2026-11-28T03:00:00Z")
     text = value.strip()
     if text[:1] in "+-":
         try:
@@ -106,7 +113,7 @@ def _iso(moment: datetime) -> str:
 
 def _job(record: Any, now: datetime, where: str) -> Job:
     if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: expected a mapping (a partial job record)")
+        raise CaseError(f"{where}: expected a mapping (a partial job record)")
     full: dict[str, Any] = {
         "uuid": f"{uuidlib.uuid4()}-007",
         "name": "test-job",
@@ -135,7 +142,7 @@ def _job(record: Any, now: datetime, where: str) -> Job:
 def _case(raw: Any, index: int, file_now: datetime, rule_names: set[str]) -> Case:
     where = f"cases[{index}]"
     if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: expected a mapping")
+        raise CaseError(f"{where}: expected a mapping")
     unknown = sorted(set(raw) - CASE_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
@@ -155,7 +162,7 @@ def _case(raw: Any, index: int, file_now: datetime, rule_names: set[str]) -> Cas
     since = raw.get("status_since")
     first_raw = raw.get("first_match") or {}
     if not isinstance(first_raw, Mapping):
-        raise ValueError(f"{where}.first_match: expected a mapping of rule name to time")
+        raise CaseError(f"{where}.first_match: expected a mapping of rule name to time")
     first_match = {str(k): _time(v, now, f"{where}.first_match.{k}") for k, v in first_raw.items()}
     return Case(
         name=name,
@@ -228,17 +235,17 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
     for case in cases:
         result = run_case(case, rules, config)
         if result.passed:
-            print(f"ok    {case.name}", file=out)  # noqa: T201
+            print(f"ok    {case.name}", file=out)
             continue
         failed += 1
-        print(f"FAIL  {case.name}", file=out)  # noqa: T201
-        print(f"      expected: {_describe(case.expect, case.rule)}", file=out)  # noqa: T201
+        print(f"FAIL  {case.name}", file=out)
+        print(f"      expected: {_describe(case.expect, case.rule)}", file=out)
         got = _describe(result.plan.outcome, result.plan.rule)
         exempt = " (job is exempt)" if result.plan.exempt else ""
-        print(f"      got:      {got}{exempt}", file=out)  # noqa: T201
+        print(f"      got:      {got}{exempt}", file=out)
         for verdict in result.verdicts:
             mark = "MATCH" if verdict.matched else "no   "
-            print(f"        {mark} {verdict.rule}: {verdict.reason}", file=out)  # noqa: T201
+            print(f"        {mark} {verdict.rule}: {verdict.reason}", file=out)
     passed = len(cases) - failed
-    print(f"{passed} passed, {failed} failed", file=out)  # noqa: T201
+    print(f"{passed} passed, {failed} failed", file=out)
     return 1 if failed else 0
