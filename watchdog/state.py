@@ -18,167 +18,29 @@ from __future__ import annotations
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 
 from watchdog.errors import StateError
+from watchdog.state_schema import (
+    JOB_TABLES,
+    MIGRATIONS,
+    PENDING,
+    CancelRecord,
+    Decision,
+    from_db,
+    now_utc,
+    to_db,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
     from types import TracebackType
 
 __all__ = ["MIGRATIONS", "CancelRecord", "Decision", "StateStore"]
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE jobs (
-        job_uuid TEXT PRIMARY KEY,
-        status TEXT,
-        last_seen_at INTEGER NOT NULL,
-        terminal_at INTEGER
-    ) WITHOUT ROWID;
-    CREATE INDEX jobs_last_seen ON jobs (last_seen_at);
-    CREATE TABLE status_clocks (
-        job_uuid TEXT NOT NULL,
-        status TEXT NOT NULL,
-        entered_at INTEGER NOT NULL,
-        PRIMARY KEY (job_uuid, status)
-    ) WITHOUT ROWID;
-    CREATE TABLE decisions (
-        job_uuid TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        first_match_at INTEGER,
-        warned_at INTEGER,
-        acted_at INTEGER,
-        cleared_at INTEGER,
-        outcome TEXT,
-        PRIMARY KEY (job_uuid, rule)
-    ) WITHOUT ROWID;
-    CREATE TABLE cancels (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        job_uuid TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        dry_run INTEGER NOT NULL,
-        outcome TEXT NOT NULL,
-        begun_at INTEGER NOT NULL,
-        sent_at INTEGER,
-        finished_at INTEGER,
-        final_status TEXT,
-        latency_s REAL,
-        detail TEXT
-    );
-    CREATE INDEX cancels_job_rule ON cancels (job_uuid, rule);
-    CREATE INDEX cancels_unfinished ON cancels (finished_at) WHERE finished_at IS NULL;
-    CREATE INDEX cancels_sent ON cancels (sent_at);
-    CREATE TABLE notifications (
-        job_uuid TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        event TEXT NOT NULL,
-        claimed_at INTEGER NOT NULL,
-        PRIMARY KEY (job_uuid, rule, event)
-    ) WITHOUT ROWID;
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at INTEGER NOT NULL,
-        event TEXT NOT NULL,
-        job_uuid TEXT,
-        rule TEXT,
-        body TEXT NOT NULL
-    );
-    CREATE INDEX events_at ON events (at);
-    CREATE INDEX events_job ON events (job_uuid) WHERE job_uuid IS NOT NULL;
-    """,
-)
-
-PENDING = "pending"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
-_JOB_TABLES = ("status_clocks", "decisions", "cancels", "notifications", "jobs")
-
-
-def _to_db(at: datetime) -> int:
-    if at.tzinfo is None:
-        msg = f"naive datetime {at.isoformat()}: the state store takes aware UTC datetimes"
-        raise ValueError(msg)
-    return (at - _EPOCH) // _MICRO
-
-
-def _from_db(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + value * _MICRO
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What happened between one job and one rule. `first_match_at` is None once cleared."""
-
-    job_uuid: str
-    rule: str
-    first_match_at: datetime | None
-    warned_at: datetime | None
-    acted_at: datetime | None
-    cleared_at: datetime | None
-    outcome: str | None
-
-    @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> Decision:
-        return cls(
-            job_uuid=row["job_uuid"],
-            rule=row["rule"],
-            first_match_at=_from_db(row["first_match_at"]),
-            warned_at=_from_db(row["warned_at"]),
-            acted_at=_from_db(row["acted_at"]),
-            cleared_at=_from_db(row["cleared_at"]),
-            outcome=row["outcome"],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRecord:
-    """One cancel of a job for a rule, from intent (`sent_at` None) to outcome (`finished_at`)."""
-
-    id: int
-    job_uuid: str
-    rule: str
-    dry_run: bool
-    outcome: str
-    begun_at: datetime
-    sent_at: datetime | None
-    finished_at: datetime | None
-    final_status: str | None
-    latency_s: float | None
-    detail: str | None
-
-    @property
-    def pending(self) -> bool:
-        """True until `finish_cancel` recorded an outcome."""
-        return self.finished_at is None
-
-    @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> CancelRecord:
-        begun_at = _from_db(row["begun_at"])
-        assert begun_at is not None
-        return cls(
-            id=row["id"],
-            job_uuid=row["job_uuid"],
-            rule=row["rule"],
-            dry_run=bool(row["dry_run"]),
-            outcome=row["outcome"],
-            begun_at=begun_at,
-            sent_at=_from_db(row["sent_at"]),
-            finished_at=_from_db(row["finished_at"]),
-            final_status=row["final_status"],
-            latency_s=row["latency_s"],
-            detail=row["detail"],
-        )
 
 
 class StateStore:
@@ -301,7 +163,7 @@ class StateStore:
         for its new status (from an earlier visit) is dropped, so `record_status_entry` records
         the new one. Seeing a job also keeps its records from being pruned.
         """
-        ts = _to_db(at)
+        ts = to_db(at)
         rows = [(uuid, status, ts) for uuid, status in statuses.items()]
         with self._write() as conn:
             conn.executemany(
@@ -318,7 +180,7 @@ class StateStore:
 
     def mark_terminal(self, job_uuid: str, at: datetime) -> None:
         """Remember that the job ended (kept once set); its records age out with `prune`."""
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write() as conn:
             self._touch(conn, job_uuid, ts)
             conn.execute(
@@ -332,7 +194,7 @@ class StateStore:
             "SELECT entered_at FROM status_clocks WHERE job_uuid = ? AND status = ?",
             (job_uuid, status),
         )
-        return _from_db(rows[0][0]) if rows else None
+        return from_db(rows[0][0]) if rows else None
 
     def record_status_entry(self, job_uuid: str, status: str, entered_at: datetime) -> datetime:
         """Record when the job entered `status`, unless this visit already has a time.
@@ -340,7 +202,7 @@ class StateStore:
         The first time recorded for a visit wins, so a restart never resets a clock. Returns the
         time in force for the visit.
         """
-        ts = _to_db(entered_at)
+        ts = to_db(entered_at)
         with self._write() as conn:
             self._touch(conn, job_uuid, ts)
             conn.execute(
@@ -352,7 +214,7 @@ class StateStore:
                 "SELECT entered_at FROM status_clocks WHERE job_uuid = ? AND status = ?",
                 (job_uuid, status),
             ).fetchone()
-        result = _from_db(row[0])
+        result = from_db(row[0])
         assert result is not None
         return result
 
@@ -368,12 +230,12 @@ class StateStore:
         rows = self._query(
             "SELECT * FROM decisions WHERE job_uuid = ? AND rule = ?", (job_uuid, rule)
         )
-        return Decision._from_row(rows[0]) if rows else None  # noqa: SLF001
+        return Decision.from_row(rows[0]) if rows else None
 
     def decisions_for(self, job_uuid: str) -> list[Decision]:
         """Every decision about the job, by rule name."""
         rows = self._query("SELECT * FROM decisions WHERE job_uuid = ? ORDER BY rule", (job_uuid,))
-        return [Decision._from_row(r) for r in rows]  # noqa: SLF001
+        return [Decision.from_row(r) for r in rows]
 
     def record_match(self, job_uuid: str, rule: str, at: datetime) -> bool:
         """Record that the rule matches the job now.
@@ -381,7 +243,7 @@ class StateStore:
         Returns True when this starts a match: the first one, or the first since it was cleared
         (a fresh grace period, which also resets `warned_at` so the new period is announced).
         """
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write() as conn:
             self._touch(conn, job_uuid, ts)
             cur = conn.execute(
@@ -395,7 +257,7 @@ class StateStore:
 
     def record_warned(self, job_uuid: str, rule: str, at: datetime) -> bool:
         """Record the warning of a match; True the first time for the current match only."""
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write() as conn:
             self._touch(conn, job_uuid, ts)
             cur = conn.execute(
@@ -414,7 +276,7 @@ class StateStore:
         Clears `first_match_at`, so a later match starts a fresh grace period. Returns True when
         an open match was cleared (then `job_cleared` is due), False otherwise.
         """
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write() as conn:
             self._touch(conn, job_uuid, ts)
             cur = conn.execute(
@@ -428,7 +290,7 @@ class StateStore:
     def record_acted(self, job_uuid: str, rule: str, at: datetime, outcome: str) -> None:
         """Record the action taken on the job for the rule; the first `at` is kept, the outcome
         is updated (e.g. `requested`, then `cancelled`)."""
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write(durable=True) as conn:
             self._touch(conn, job_uuid, ts)
             conn.execute(
@@ -444,13 +306,13 @@ class StateStore:
             "SELECT * FROM decisions WHERE first_match_at IS NOT NULL AND acted_at IS NULL "
             "ORDER BY first_match_at, job_uuid, rule"
         )
-        return [Decision._from_row(r) for r in rows]  # noqa: SLF001
+        return [Decision.from_row(r) for r in rows]
 
     # -- cancels -----------------------------------------------------------------------------------
 
     def begin_cancel(self, job_uuid: str, rule: str, at: datetime, dry_run: bool = False) -> int:
         """Write (durably) the intent to cancel, before the cancel is sent; returns its id."""
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write(durable=True) as conn:
             self._touch(conn, job_uuid, ts)
             cur = conn.execute(
@@ -470,7 +332,7 @@ class StateStore:
         with self._write(durable=True) as conn:
             cur = conn.execute(
                 "UPDATE cancels SET sent_at = coalesce(sent_at, ?) WHERE id = ?",
-                (_to_db(at), cancel_id),
+                (to_db(at), cancel_id),
             )
             if cur.rowcount == 0:
                 raise StateError(f"state store {self.path}: no cancel with id {cancel_id}")
@@ -490,7 +352,7 @@ class StateStore:
         Raises:
             StateError: no cancel has this id.
         """
-        ts = _to_db(at)
+        ts = to_db(at)
         with self._write(durable=True) as conn:
             cur = conn.execute(
                 "UPDATE cancels SET outcome = ?, finished_at = ?, final_status = ?, "
@@ -505,7 +367,7 @@ class StateStore:
     def pending_cancels(self) -> list[CancelRecord]:
         """Cancels begun and not finished (intent only, or sent), oldest first."""
         rows = self._query("SELECT * FROM cancels WHERE finished_at IS NULL ORDER BY id")
-        return [CancelRecord._from_row(r) for r in rows]  # noqa: SLF001
+        return [CancelRecord.from_row(r) for r in rows]
 
     def cancel_for(self, job_uuid: str, rule: str) -> CancelRecord | None:
         """The latest cancel of the job for the rule, or None."""
@@ -513,7 +375,7 @@ class StateStore:
             "SELECT * FROM cancels WHERE job_uuid = ? AND rule = ? ORDER BY id DESC LIMIT 1",
             (job_uuid, rule),
         )
-        return CancelRecord._from_row(rows[0]) if rows else None  # noqa: SLF001
+        return CancelRecord.from_row(rows[0]) if rows else None
 
     def cancels_sent_since(self, at: datetime) -> int:
         """Real (not dry-run) cancels sent at or after `at`, for the rolling breaker window.
@@ -524,7 +386,7 @@ class StateStore:
         row = self._query_one(
             "SELECT count(*) FROM cancels WHERE dry_run = 0 AND "
             "(sent_at >= ?1 OR (sent_at IS NULL AND finished_at IS NULL AND begun_at >= ?1))",
-            (_to_db(at),),
+            (to_db(at),),
         )
         return int(row[0])
 
@@ -557,7 +419,7 @@ class StateStore:
             conn.execute(
                 "INSERT INTO events (at, event, job_uuid, rule, body) VALUES (?, ?, ?, ?, ?)",
                 (
-                    _to_db(at),
+                    to_db(at),
                     str(event.get("event", "")),
                     None if job_uuid is None else str(job_uuid),
                     None if rule is None else str(rule),
@@ -570,7 +432,7 @@ class StateStore:
     ) -> list[dict[str, Any]]:
         """Events at or after `since` (optionally of one job), oldest first, at most `limit`."""
         sql = "SELECT body FROM events WHERE at >= ?"
-        params: list[Any] = [_to_db(since)]
+        params: list[Any] = [to_db(since)]
         if job_uuid is not None:
             sql += " AND job_uuid = ?"
             params.append(job_uuid)
@@ -584,7 +446,7 @@ class StateStore:
         self, job_uuid: str | None, rule: str | None, event: str, at: datetime | None = None
     ) -> bool:
         """True exactly once per (job, rule, event), across restarts: the caller may notify."""
-        ts = _to_db(at or _now())
+        ts = to_db(at or now_utc())
         with self._write() as conn:
             if job_uuid:
                 self._touch(conn, job_uuid, ts)
@@ -600,7 +462,7 @@ class StateStore:
     def prune(self, before: datetime) -> int:
         """Forget jobs last recorded before `before` (unless a cancel of theirs is pending) and
         audit events older than `before`. Returns the number of rows removed."""
-        ts = _to_db(before)
+        ts = to_db(before)
         removed = 0
         stale = (
             "SELECT job_uuid FROM jobs WHERE last_seen_at < ?1 AND job_uuid NOT IN "
@@ -608,7 +470,7 @@ class StateStore:
         )
         with self._write() as conn:
             # `jobs` goes last, so every table is pruned by the same set of jobs.
-            for table in _JOB_TABLES:
+            for table in JOB_TABLES:
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE job_uuid IN ({stale})",  # noqa: S608
                     (ts,),
@@ -624,10 +486,10 @@ def _event_time(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            return _now()
+            return now_utc()
         if parsed.tzinfo is not None:
             return parsed
-    return _now()
+    return now_utc()
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
