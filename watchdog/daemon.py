@@ -22,7 +22,7 @@ import anyio
 from watchdog import __version__
 from watchdog.actions import Actor
 from watchdog.config import Config, load_config
-from watchdog.errors import ConfigError, PollError, TapisError
+from watchdog.errors import ConfigError, PollError, TapisAuthError, TapisError
 from watchdog.events import EventLog, configure_logging, register_secret
 from watchdog.metrics import Metrics, MetricsServer, start_server
 from watchdog.notify import Notifier
@@ -90,7 +90,11 @@ class Daemon:
             dry_run=self.dry_run,
         )
         try:
-            await self.client.login()
+            try:
+                await self.client.login()
+            except TapisAuthError:
+                self.stop_reason = "cannot authenticate to Tapis"
+                raise
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root)
                 root.start_soon(self._keepalive)
