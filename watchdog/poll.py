@@ -7,9 +7,14 @@ uuid never changes, so a job that stays active for the whole poll is in every an
 is reached by the scan whatever moves around it.
 
 When the first page shows more pages to come (`computeTotal=true` gives the total), the rest of the
-uuid key space is cut into disjoint ranges (`uuid.gte`/`uuid.lt`; the first range continues after
-the first page, the last one is open-ended, so together they cover every string) and the ranges are
-scanned concurrently, each by key. The poll makes only search requests, never one per job.
+uuid key space may be cut into disjoint ranges (`uuid.gte`/`uuid.lt`; the first range continues
+after the first page, the last one is open-ended, so together they cover every string) and the
+ranges are scanned concurrently, each by key. Ranges pay only when the server answers slowly and
+can answer several requests at once; they cost a few more pages and, against a server that is
+the bottleneck already, slow the poll down. So by default the poll splits only when the first
+page's latency projects a one-range scan longer than `SPLIT_AFTER_S`, and then into about one
+range per `SPLIT_AFTER_S` of projected scan. Within a range the next page is fetched while the
+current one is parsed. The poll makes only search requests, never one per job.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 _PREFIX = 8
 _KEY_SPACE = 16**_PREFIX
 
+SPLIT_AFTER_S = 2.0
+"""A one-range scan projected to take longer than this (pages x first-page latency) is split."""
+
 OnMalformed = Callable[[str | None, str], None]
 """`on_malformed(job_uuid, detail)`: a record that could not be read, skipped by this poll."""
 
@@ -49,6 +57,8 @@ class PollResult:
     api_calls: int
     malformed: int
     duration_s: float
+    ranges: int = 1
+    """How many key ranges the pages after the first were scanned in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +82,11 @@ async def poll_jobs(
 ) -> PollResult:
     """List every job of the identity whose status is in `statuses`, with `fields` selected.
 
-    `max_ranges` bounds how many key ranges are scanned at once (default: the client's
-    concurrency). Records that cannot be parsed are reported through `on_malformed` and skipped.
+    By default (`max_ranges=None`) the pages after the first are scanned in one key range unless
+    the first page's latency projects that scan longer than `SPLIT_AFTER_S`; then in up to the
+    client's concurrency ranges. An explicit `max_ranges` splits whenever more pages follow, into
+    up to that many ranges (one page each at least). Records that cannot be parsed are reported
+    through `on_malformed` and skipped.
 
     Raises:
         PollError: a page could not be fetched (after the client's retries) or Tapis answered
@@ -90,7 +103,7 @@ async def poll_jobs(
     )
     started = time.perf_counter()
     try:
-        await poll.run(max_ranges or client.max_concurrency)
+        await poll.run(max_ranges, client.max_concurrency)
     except TapisAuthError:
         raise
     except TapisError as exc:
@@ -103,6 +116,7 @@ async def poll_jobs(
         api_calls=poll.api_calls,
         malformed=poll.malformed,
         duration_s=time.perf_counter() - started,
+        ranges=poll.ranges,
     )
 
 
@@ -125,20 +139,30 @@ class _Poll:
         self._conditions: Mapping[str, str] = {"status.in": ",".join(statuses)}
         self._list_type = list_type
         self._page_size = page_size
-        self._select = tuple(dict.fromkeys((*_KEY_FIELDS, *fields)))
+        self._select = select_for(fields)
         self._on_malformed = on_malformed
         self.jobs: dict[str, Job] = {}
         self.pages = 0
         self.api_calls = 0
         self.malformed = 0
+        self.ranges = 1
 
-    async def run(self, max_ranges: int) -> None:
+    async def run(self, max_ranges: int | None, concurrency: int) -> None:
+        asked = time.perf_counter()
         first = await self._fetch(_Range(), compute_total=True)
+        latency = time.perf_counter() - asked
         last = self._advance(first, None)
         self._keep_page(first)
         if not self._is_full(first) or last is None:
             return
-        ranges = _split_after(last, self._ranges_needed(first, max_ranges))
+        count = ranges_needed(
+            pages_left(first.total, len(first.records), self._page_size),
+            latency_s=latency,
+            max_ranges=max_ranges,
+            concurrency=concurrency,
+        )
+        ranges = split_after(last, count)
+        self.ranges = len(ranges)
         if len(ranges) == 1:
             await self._scan(ranges[0])
             return
@@ -156,12 +180,6 @@ class _Poll:
                 tg.start_soon(scan, key_range)
         if failures:
             raise failures[0]
-
-    def _ranges_needed(self, first: SearchPage, max_ranges: int) -> int:
-        if first.total is None:
-            return 1
-        remaining = max(0, first.total - len(first.records))
-        return max(1, min(max_ranges, math.ceil(remaining / self._page_size)))
 
     async def _scan(self, key_range: _Range) -> None:
         cursor = key_range.start_after
@@ -249,12 +267,43 @@ class _Poll:
         self.jobs.setdefault(job.uuid, job)
 
 
+def select_for(fields: Sequence[str]) -> tuple[str, ...]:
+    """The `select` a poll sends for `fields`: the keyset fields first, each attribute once."""
+    return tuple(dict.fromkeys((*_KEY_FIELDS, *fields)))
+
+
+def pages_left(total: int | None, first_page: int, page_size: int) -> int | None:
+    """How many pages follow a full first page of `first_page` records (None: unknown total)."""
+    if total is None:
+        return None
+    return math.ceil(max(0, total - first_page) / page_size)
+
+
+def ranges_needed(
+    pages: int | None, *, latency_s: float, max_ranges: int | None, concurrency: int
+) -> int:
+    """How many key ranges to scan the `pages` after the first in (at least 1).
+
+    `max_ranges` given: up to that many, one page each at least. Otherwise one range unless the
+    projected one-range scan (`pages` x the first page's `latency_s`) exceeds `SPLIT_AFTER_S`;
+    then one range per `SPLIT_AFTER_S` of it, up to `concurrency`. An unknown count is one range.
+    """
+    if pages is None or pages <= 1:
+        return 1
+    if max_ranges is not None:
+        return max(1, min(max_ranges, pages))
+    projected = pages * latency_s
+    if projected <= SPLIT_AFTER_S:
+        return 1
+    return max(1, min(concurrency, pages, math.ceil(projected / SPLIT_AFTER_S)))
+
+
 def _uuid_of(record: Any) -> str | None:
     uuid = record.get("uuid") if isinstance(record, Mapping) else None
     return uuid if isinstance(uuid, str) and uuid else None
 
 
-def _split_after(last: str, count: int) -> list[_Range]:
+def split_after(last: str, count: int) -> list[_Range]:
     """Cut the key space after `last` into up to `count` disjoint ranges that cover all of it.
 
     Boundaries are spread over hex uuid prefixes; a key that is not a hex uuid gets one range.
