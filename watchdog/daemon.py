@@ -74,6 +74,7 @@ class Daemon:
     ready_sent: bool = False
     last_cycle_at: float | None = None
     until: Callable[[], bool] | None = None
+    metrics_url: str | None = None
     _last_prune: float = 0.0
 
     @property
@@ -83,11 +84,14 @@ class Daemon:
     # ------------------------------------------------------------------ loop
     async def serve(self) -> int:
         """Run until stopped (or one cycle with `once`). Returns the exit code."""
+        # The bound address, not the configured one: `listen: 127.0.0.1:0` picks a free port.
+        extra = {"metrics_url": self.metrics_url} if self.metrics_url is not None else {}
         self.events.watchdog_started(
             version=__version__,
             config_path=str(self.config_path),
             rule_count=len(self.rules),
             dry_run=self.dry_run,
+            **extra,
         )
         try:
             try:
@@ -319,6 +323,7 @@ def build_daemon(
         rules=rules,
         metrics=metrics,
         notifier=notifier,
+        metrics_url=server.url if server is not None else None,
     )
     return daemon, server
 
