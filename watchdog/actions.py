@@ -369,10 +369,19 @@ class Actor:
         """Follow a cancelled job until it is terminal or `verify_timeout` passes.
 
         `maybe_unsent`: the cancel was recorded as an intent but the daemon stopped before it
-        recorded sending it; if the job is still active, the cancel is sent (again) at once.
+        recorded sending it; if the job is still active, the cancel is sent (again) at once, and
+        `verify_timeout` counts from then.
         """
+        if maybe_unsent:
+            sent = await self._send_intent(cancel_id, job, rule, reason)
+            if sent is not None:
+                sent_at, maybe_unsent = sent, False
         start = time.monotonic()
-        elapsed_before = max(0.0, (datetime.now(UTC) - sent_at).total_seconds())
+        # An intent that may never have gone out has not been waiting for Tapis: its time
+        # to be confirmed starts now, not when the stopped daemon wrote it.
+        elapsed_before = (
+            0.0 if maybe_unsent else max(0.0, (datetime.now(UTC) - sent_at).total_seconds())
+        )
         deadline = start + max(0.0, self.safety.verify_timeout.total_seconds() - elapsed_before)
         resend_at = start if maybe_unsent else start + max(0.0, self.resend_after - elapsed_before)
         resent = not maybe_unsent and elapsed_before >= self.resend_after
@@ -387,22 +396,7 @@ class Actor:
                 except TapisUnavailableError:
                     status = None  # keep following: Tapis may be back before the deadline
                 if status in TERMINAL_STATUSES:
-                    latency = (datetime.now(UTC) - sent_at).total_seconds()
-                    self.store.finish_cancel(
-                        cancel_id,
-                        "cancelled",
-                        datetime.now(UTC),
-                        final_status=status,
-                        latency_s=latency,
-                    )
-                    self.events.job_cancelled(
-                        _with_status(job, status),
-                        rule=rule,
-                        reason=reason,
-                        final_status=status,
-                        latency_s=round(latency, 3),
-                        dry_run=False,
-                    )
+                    self._confirmed(cancel_id, job, rule, reason, sent_at=sent_at, status=status)
                     return
                 mono = time.monotonic()
                 if mono >= deadline:
@@ -410,20 +404,8 @@ class Actor:
                 if not resent and mono >= resend_at and status is not None:
                     resent = True
                     wait = 0.5  # a re-sent cancel lands like a first one: look again soon
-                    try:
-                        await self.client.cancel_job(job.uuid)
-                    except JobTerminalError:
+                    if not await self._resend(cancel_id, job, rule, reason, status):
                         continue  # ended meanwhile: the next status check confirms it
-                    except TapisError:
-                        pass  # logged by the client; keep following
-                    else:
-                        self.events.job_cancel_requested(
-                            _with_status(job, status),
-                            rule=rule,
-                            reason=f"{reason}; still {status}, cancel sent again",
-                            dry_run=False,
-                            attempt=2,
-                        )
                 mono = time.monotonic()
                 next_check = min(mono + wait, deadline)
                 if not resent:
@@ -443,6 +425,74 @@ class Actor:
         finally:
             self._following.discard(job.uuid)
 
+    def _confirmed(
+        self,
+        cancel_id: int,
+        job: Job,
+        rule: str,
+        reason: str,
+        *,
+        sent_at: datetime,
+        status: str,
+    ) -> None:
+        at = datetime.now(UTC)
+        latency = (at - sent_at).total_seconds()
+        self.store.finish_cancel(cancel_id, "cancelled", at, final_status=status, latency_s=latency)
+        self.events.job_cancelled(
+            _with_status(job, status),
+            rule=rule,
+            reason=reason,
+            final_status=status,
+            latency_s=round(latency, 3),
+            dry_run=False,
+        )
+
+    async def _resend(self, cancel_id: int, job: Job, rule: str, reason: str, status: str) -> bool:
+        """Send the cancel once more. False when Tapis says the job has ended meanwhile."""
+        try:
+            await self.client.cancel_job(job.uuid)
+        except JobTerminalError:
+            return False
+        except TapisError:
+            return True  # logged by the client; keep following
+        self._record_sent(cancel_id, job.uuid, rule)
+        self.events.job_cancel_requested(
+            _with_status(job, status),
+            rule=rule,
+            reason=f"{reason}; still {status}, cancel sent again",
+            dry_run=False,
+            attempt=2,
+        )
+        return True
+
+    async def _send_intent(
+        self, cancel_id: int, job: Job, rule: str, reason: str
+    ) -> datetime | None:
+        """Send a cancel recorded only as an intent, after a fresh status check.
+
+        Returns when it was sent, or None when it was not: the job is terminal, or Tapis could
+        not say or refused (the follow loop then looks again, and tries once more).
+        """
+        try:
+            status = await self.client.get_status(job.uuid)
+            if status in TERMINAL_STATUSES:
+                return None
+            await self.client.cancel_job(job.uuid)
+        except TapisError:
+            return None  # logged by the client
+        sent_at = self._record_sent(cancel_id, job.uuid, rule)
+        self.events.job_cancel_requested(
+            _with_status(job, status), rule=rule, reason=f"{reason}; sent now", dry_run=False
+        )
+        return sent_at
+
+    def _record_sent(self, cancel_id: int, job_uuid: str, rule: str) -> datetime:
+        """The cancel reached Tapis: the intent is sent and the (job, rule) decision is acted."""
+        at = datetime.now(UTC)
+        self.store.mark_cancel_sent(cancel_id, at)
+        self.store.record_acted(job_uuid, rule, at, "requested")
+        return at
+
     async def resume_pending(self, followers: TaskGroup) -> None:
         """After a restart: follow cancels that were sent (or may have been) but not confirmed."""
         for record in self.store.pending_cancels():
@@ -450,9 +500,17 @@ class Actor:
             if job is None:
                 continue
             decision = self.store.decision(record.job_uuid, record.rule)
-            reason = "cancel sent before a restart"
+            reason = (
+                "cancel sent before a restart"
+                if record.sent_at is not None
+                else "cancel decided before a restart"
+            )
             if decision is not None and decision.outcome:
-                reason = f"cancel sent before a restart ({decision.outcome})"
+                reason = f"{reason} ({decision.outcome})"
+            if record.sent_at is not None and (decision is None or decision.acted_at is None):
+                # Stopped between recording the send and the decision: close the decision, so
+                # the rule never sends this job a second cancel.
+                self.store.record_acted(record.job_uuid, record.rule, record.sent_at, "requested")
             sent_at = record.sent_at or record.begun_at
             self._following.add(job.uuid)
             followers.start_soon(
