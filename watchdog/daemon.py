@@ -1,17 +1,23 @@
 """The daemon: one root task group, signals, the fixed-cadence poll loop, reload, sd_notify.
 
-    run_daemon ─► login ─► [poll ─► evaluate ─► act] every poll.interval ─► stop
-                    │            │                        └─ follow cancels (root task group)
+    run_daemon ─► [login until it works ─► poll ─► evaluate ─► act] every poll.interval ─► stop
+                    │            │                                  └─ follow cancels
                     │            └─ poll_completed / poll_failed, WATCHDOG=1, STATUS=
-                    └─ SIGTERM/SIGINT: cancel the root scope; SIGHUP: reload, keep old on error
+                    └─ SIGTERM/SIGINT: cancel the root scope, gone within STOP_DEADLINE_S;
+                       SIGHUP: reload, keep the old configuration on error
 
-A poll that fails acts on nothing, and the next one runs on schedule. Tapis trouble never ends the
-daemon; only an identity that cannot log in (exit 3) or an invalid configuration (exit 2) does.
+A poll that fails acts on nothing, and the next one runs on schedule; a login that cannot reach
+Tapis is such a failed poll. Tapis trouble never ends the daemon; only an identity that cannot log
+in (exit 3) or an invalid configuration (exit 2) does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +28,13 @@ import anyio
 from watchdog import __version__
 from watchdog.actions import Actor
 from watchdog.config import Config, load_config
-from watchdog.errors import ConfigError, PollError, TapisAuthError, TapisError
+from watchdog.errors import (
+    ConfigError,
+    PollError,
+    TapisAuthError,
+    TapisError,
+    TapisUnavailableError,
+)
 from watchdog.events import EventLog, configure_logging, register_secret
 from watchdog.metrics import Metrics, MetricsServer, start_server
 from watchdog.notify import Notifier
@@ -40,6 +52,7 @@ if TYPE_CHECKING:
 
 PRUNE_EVERY_S = 3600.0
 SHUTDOWN_GRACE_S = 3.0
+STOP_DEADLINE_S = 4.0
 
 
 def register_config_secrets(config: Config) -> None:
@@ -75,7 +88,10 @@ class Daemon:
     last_cycle_at: float | None = None
     until: Callable[[], bool] | None = None
     metrics_url: str | None = None
+    fatal: TapisAuthError | None = None
     _last_prune: float = 0.0
+    _stopped_logged: bool = False
+    _stop_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def dry_run(self) -> bool:
@@ -83,7 +99,12 @@ class Daemon:
 
     # ------------------------------------------------------------------ loop
     async def serve(self) -> int:
-        """Run until stopped (or one cycle with `once`). Returns the exit code."""
+        """Run until stopped (or one cycle with `once`). Returns the exit code.
+
+        Raises:
+            TapisAuthError: the identity cannot log in (at start, or with `once`).
+            TapisUnavailableError: with `once`, Tapis could not be reached to log in.
+        """
         # The bound address, not the configured one: `listen: 127.0.0.1:0` picks a free port.
         extra = {"metrics_url": self.metrics_url} if self.metrics_url is not None else {}
         self.events.watchdog_started(
@@ -94,11 +115,8 @@ class Daemon:
             **extra,
         )
         try:
-            try:
-                await self.client.login()
-            except TapisAuthError:
-                self.stop_reason = "cannot authenticate to Tapis"
-                raise
+            # Signals are handled from the first moment: a stop or a reload that arrives while
+            # the first login still waits for Tapis must not kill the process (SIGHUP's default).
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root)
                 root.start_soon(self._keepalive)
@@ -106,27 +124,68 @@ class Daemon:
                 # for them to be confirmed or time out; SIGTERM cancels them with the root, and
                 # the store already records them as sent, so a restart resumes following them.
                 async with anyio.create_task_group() as followers:
-                    await self.actor.resume_pending(followers)
                     if self.once:
+                        await self._login_once()
+                        await self.actor.resume_pending(followers)
                         await self.poll_once(followers)
                         self.stop_reason = "one poll done (--once)"
                     else:
                         await self._loop(followers)
                 root.cancel_scope.cancel()
+            if self.fatal is not None:
+                raise self.fatal
         finally:
             self.systemd.stopping()
             with anyio.move_on_after(SHUTDOWN_GRACE_S, shield=True):
                 if self.notifier is not None:
                     await self.notifier.aclose()
                 await self.client.aclose()
-            self.events.watchdog_stopped(reason=self.stop_reason)
+            self._log_stopped()
         return 0
+
+    async def _login_once(self) -> None:
+        try:
+            await self.client.login()
+        except TapisAuthError:
+            self.stop_reason = "cannot authenticate to Tapis"
+            raise
+        except TapisUnavailableError:
+            self.stop_reason = "cannot reach Tapis to log in"
+            raise
+
+    async def _login(self) -> bool:
+        """Log in for the loop. False (logged as `poll_failed`) while Tapis cannot be reached.
+
+        Raises:
+            TapisAuthError: the identity cannot log in; the daemon stops (exit 3).
+        """
+        started = time.monotonic()
+        calls_before = self.client.api_calls.total
+        try:
+            await self.client.login()
+        except TapisUnavailableError as exc:
+            # Tapis down at boot is an outage like any other: wait it out on the poll cadence
+            # instead of exiting into systemd's restart limit.
+            self._poll_failed(f"cannot log in: {exc}", calls_before, started)
+            return False
+        return True
 
     async def _loop(self, followers: TaskGroup) -> None:
         interval = self.config.poll.interval.total_seconds()
         next_at = time.monotonic()
+        logged_in = False
         while True:
-            await self.poll_once(followers)
+            if not logged_in:
+                try:
+                    logged_in = await self._login()
+                except TapisAuthError as exc:
+                    self.stop_reason = "cannot authenticate to Tapis"
+                    self.fatal = exc
+                    return
+                if logged_in:
+                    await self.actor.resume_pending(followers)
+            if logged_in:
+                await self.poll_once(followers)
             if self.until is not None and self.until():
                 self.stop_reason = "stop condition reached"
                 return
@@ -152,14 +211,7 @@ class Daemon:
                 on_malformed=self._malformed,
             )
         except (PollError, TapisError) as exc:
-            self.events.poll_failed(
-                error=str(exc),
-                api_calls=self.client.api_calls.total - calls_before,
-                duration_s=round(time.monotonic() - started, 3),
-            )
-            self.last_cycle_at = time.monotonic()
-            self.systemd.status(self._status_line("last poll failed"))
-            self.systemd.watchdog()  # the loop is alive; Tapis trouble is not a reason to restart
+            self._poll_failed(str(exc), calls_before, started)
             return False
         now = datetime.now(UTC)
         outcome = await self.actor.handle_poll(result.jobs, rules, now, followers)
@@ -184,6 +236,16 @@ class Daemon:
             self.systemd.status(status)
         self.systemd.watchdog()
         return True
+
+    def _poll_failed(self, error: str, calls_before: int, started: float) -> None:
+        self.events.poll_failed(
+            error=error,
+            api_calls=self.client.api_calls.total - calls_before,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        self.last_cycle_at = time.monotonic()
+        self.systemd.status(self._status_line("last poll failed"))
+        self.systemd.watchdog()  # the loop is alive; Tapis trouble is not a reason to restart
 
     def _malformed(self, job_uuid: str | None, detail: str) -> None:
         self.events.tapis_error(
@@ -231,18 +293,50 @@ class Daemon:
                     continue
                 self.stop_reason = f"received {signal.Signals(signum).name}"
                 self.systemd.stopping()
+                self._arm_stop_deadline()
                 root.cancel_scope.cancel()
                 return
 
+    def _arm_stop_deadline(self) -> None:
+        """Make sure the process is gone `STOP_DEADLINE_S` after a stop signal.
+
+        A tapipy or Apprise call blocked in a worker thread cannot be interrupted: it would hold
+        the event loop's shutdown, then the interpreter's exit, until its own timeout. Everything
+        decided is already in the state store (cancels are recorded before and after they are
+        sent), so past the deadline the process leaves without waiting for such calls.
+        """
+        timer = threading.Timer(STOP_DEADLINE_S, self._force_exit)
+        timer.daemon = True
+        timer.start()
+
+    def _force_exit(self) -> None:
+        self.stop_reason = f"{self.stop_reason}; calls to Tapis still blocked were abandoned"
+        self._log_stopped()
+        self.systemd.stopping()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os._exit(0)
+
+    def _log_stopped(self) -> None:
+        with self._stop_lock:
+            if self._stopped_logged:
+                return
+            self._stopped_logged = True
+        self.events.watchdog_stopped(reason=self.stop_reason)
+
     def reload(self) -> None:
         """Load the configuration file again; keep the old one if the new one is invalid."""
-        self.systemd.reloading()
+        # Before the first good poll the service is still starting: READY=1 after the reload
+        # would tell systemd it works when it does not yet.
+        announce = self.ready_sent
+        if announce:
+            self.systemd.reloading()
         try:
             config = load_config(self.config_path)
             rules = compile_rules(config.rules)
         except ConfigError as exc:
             self.events.config_reload_failed(config_path=str(self.config_path), error=str(exc))
-            self.systemd.ready(self._status_line("reload failed, old configuration kept"))
+            self._reload_done(announce, "reload failed, old configuration kept")
             return
         register_config_secrets(config)
         self.config = config
@@ -253,7 +347,13 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.set_interval(config.poll.interval.total_seconds())
         self.events.config_reloaded(config_path=str(self.config_path), rule_count=len(rules))
-        self.systemd.ready(self._status_line("configuration reloaded"))
+        self._reload_done(announce, "configuration reloaded")
+
+    def _reload_done(self, announce: bool, what: str) -> None:
+        if announce:
+            self.systemd.ready(self._status_line(what))
+        else:
+            self.systemd.status(self._status_line(what))
 
 
 def _ignore_failure(_event: str, _error: str) -> None:
