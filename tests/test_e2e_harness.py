@@ -50,6 +50,12 @@ JOB_EVENTS = frozenset(
 # Fast, but not so fast that the simulator's cancels land before the first status check.
 FAST_SAFETY: dict[str, Any] = {"verify_timeout": "20s", "resend_after": "10s"}
 Event = dict[str, Any]
+LONG_RUN: dict[str, Any] = {
+    "name": "long-run",
+    "match": {"status": "RUNNING"},
+    "when": {"runtime_over": "12h"},
+    "action": "cancel",
+}
 
 
 class E2ESimulator(Simulator):

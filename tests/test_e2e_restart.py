@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from test_e2e_harness import (
+    LONG_RUN,
     Event,
     TenantFactory,
     base_fleet,
@@ -30,12 +31,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-LONG_RUN: dict[str, Any] = {
-    "name": "long-run",
-    "match": {"status": "RUNNING"},
-    "when": {"runtime_over": "12h"},
-    "action": "cancel",
-}
 WARN_ALL: dict[str, Any] = {"name": "see-all", "when": {"age_over": "1m"}, "action": "warn"}
 
 
