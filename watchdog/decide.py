@@ -7,7 +7,7 @@ test proves exactly what the daemon would do:
 - a matching `cancel` rule with a grace period warns until `first_match + grace`, then is due;
 - the first due `cancel` rule in file order wins; a per-rule dry-run rule never takes the place of
   a rule that really acts (it is a shadow: logged as a would-be cancel);
-- an exempt job is never cancelled.
+- an exempt job is never cancelled, nor warned by a grace period that it will be.
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def plan(
         if verdict.action == "warn":
             steps.append(Step(verdict, "warn"))
             continue
-        if verdict.grace is not None:
+        # An exempt job is never cancelled, so it is never warned that it will be: its
+        # cancel rule is due at once, and the cancel is skipped as exempt.
+        if verdict.grace is not None and not exempt:
             until = first_match.get(verdict.rule, now) + verdict.grace
             if now < until:
                 steps.append(Step(verdict, "grace", until))
