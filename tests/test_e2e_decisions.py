@@ -264,3 +264,68 @@ async def test_unconfirmed_cancel_is_resent_once_then_reported(tenant: TenantFac
     assert confirmed["final_status"] == "CANCELLED"
     assert not named(events, "job_cancel_unconfirmed", job_uuid=slow)
     assert t.sim.job(slow)["status"] == "CANCELLED"
+
+
+async def test_exempt_job_in_a_grace_rule_is_never_promised_a_cancel(
+    tenant: TenantFactory,
+) -> None:
+    jobs = [
+        {"name": "kept", "status": "RUNNING", "remoteStarted": "-2h", "tags": ["keep"]},
+        {"name": "plain", "status": "RUNNING", "remoteStarted": "-2h"},
+    ]
+    t = tenant(base_fleet(jobs))
+    rule = {"name": "grace-run", "when": {"runtime_over": "1h"}, "grace": "1h", "action": "cancel"}
+    t.write_config([rule], safety={"exempt": {"tags": ["keep"]}})
+    kept, plain = t.uuid("kept"), t.uuid("plain")
+    events = await t.run_once()
+    check_event_fields(events)
+    # The plain job is warned that it will be cancelled; the exempt one never will be, so
+    # neither it nor its subscribers are told so. Its exemption is named at once.
+    assert t.posts("sendEvent") == [plain]
+    assert jobs_of(events, "job_warned") == {plain}
+    assert jobs_of(events, "job_cancel_skipped", why="exempt") == {kept}
+    assert t.posts("cancel") == []
+    t.sim.clear_requests()
+    again = await t.run_once()
+    assert t.posts("sendEvent") == []
+    assert not named(again, "job_cancel_skipped")
+
+
+async def test_cancel_that_failed_while_tapis_was_unavailable_is_tried_next_poll(
+    tenant: TenantFactory,
+) -> None:
+    t = tenant(base_fleet([{"name": "j", "status": "RUNNING", "remoteStarted": "-13h"}]))
+    t.write_config([LONG_RUN])
+    uuid = t.uuid("j")
+    t.sim.set_fault(kind="error", endpoint="cancel", status=503)  # outlasts the retries
+    first = await t.run_once()
+    failed = one(first, "job_cancel_failed", job_uuid=uuid)
+    assert failed["http_status"] == 503
+    assert failed["error"]
+    assert t.sim.job(uuid)["status"] == "RUNNING"
+    assert not named(first, "job_cancelled")
+
+    t.sim.clear_faults()
+    t.sim.clear_requests()
+    second = await t.run_once()
+    assert t.posts("cancel") == [uuid]
+    assert one(second, "job_cancelled", job_uuid=uuid)["final_status"] == "CANCELLED"
+    assert not named(second, "rule_matched")
+
+
+async def test_cancel_refused_by_tapis_is_not_repeated(tenant: TenantFactory) -> None:
+    job: dict[str, Any] = {
+        "name": "bobs",
+        "owner": BOB,
+        "status": "RUNNING",
+        "remoteStarted": "-13h",
+        "shared_with": [USER],
+    }
+    t = tenant(base_fleet([job]))
+    t.write_config([LONG_RUN], poll={"list_type": "SHARED_JOBS"})
+    first = await t.run_once()
+    one(first, "job_cancel_skipped", why="not_authorized")
+    t.sim.clear_requests()
+    second = await t.run_once()
+    assert t.posts("cancel") == []
+    assert not named(second, "job_cancel_skipped")

@@ -11,7 +11,8 @@ Per poll, `Actor.handle_poll` turns every job's verdicts into at most one action
   right before the cancel each skip the cancel with `job_cancel_skipped`;
 - a cancel is written to the state store as an intent before it is sent, then followed until the job
   is terminal (`job_cancelled`) or `verify_timeout` passes (`job_cancel_unconfirmed`), re-sending it
-  once if the job is still active after `resend_after`.
+  once if the job is still active after `resend_after`; a cancel that failed because Tapis was
+  unavailable is tried again on the next poll, any other refusal is final.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ if TYPE_CHECKING:
     from watchdog.state import StateStore
     from watchdog.tapis import TapisClient
 
-# Outcomes that are a state of the configuration, not a decision: once the configuration changes
-# (dry run off, breaker closed, exemption removed) the rule may act after all.
-TRANSIENT_OUTCOMES = frozenset({"dry_run", "circuit_open", "exempt"})
+# Outcomes that are a state of the configuration or of Tapis, not a decision: once the
+# configuration changes (dry run off, breaker closed, exemption removed), or Tapis is back after a
+# cancel failed for want of it, the rule may act after all.
+UNAVAILABLE = "unavailable"
+TRANSIENT_OUTCOMES = frozenset({"dry_run", "circuit_open", "exempt", UNAVAILABLE})
 BREAKER_META_KEY = "circuit_open"
 HOUR = timedelta(hours=1)
 
@@ -321,7 +324,9 @@ class Actor:
             self._refused(cancel_id, cand, "not_authorized", exc)
             return False
         except TapisError as exc:
-            outcome = "failed"
+            # Tapis unreachable or failing (after the retries) refused nothing: the next poll
+            # checks the status afresh and tries again. Any other refusal is final.
+            outcome = UNAVAILABLE if isinstance(exc, TapisUnavailableError) else "failed"
             self.store.finish_cancel(cancel_id, outcome, datetime.now(UTC), detail=str(exc))
             self.store.record_acted(job.uuid, verdict.rule, datetime.now(UTC), outcome)
             self.events.job_cancel_failed(
