@@ -269,7 +269,7 @@ async def test_unconfirmed_cancel_is_resent_once_then_reported(tenant: TenantFac
 async def test_exempt_job_in_a_grace_rule_is_never_promised_a_cancel(
     tenant: TenantFactory,
 ) -> None:
-    jobs = [
+    jobs: list[dict[str, Any]] = [
         {"name": "kept", "status": "RUNNING", "remoteStarted": "-2h", "tags": ["keep"]},
         {"name": "plain", "status": "RUNNING", "remoteStarted": "-2h"},
     ]
