@@ -88,7 +88,7 @@ class Daemon:
     last_cycle_at: float | None = None
     until: Callable[[], bool] | None = None
     metrics_url: str | None = None
-    fatal: TapisAuthError | None = None
+    fatal: TapisAuthError | TapisUnavailableError | None = None
     _last_prune: float = 0.0
     _stopped_logged: bool = False
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -125,10 +125,16 @@ class Daemon:
                 # the store already records them as sent, so a restart resumes following them.
                 async with anyio.create_task_group() as followers:
                     if self.once:
-                        await self._login_once()
-                        await self.actor.resume_pending(followers)
-                        await self.poll_once(followers)
-                        self.stop_reason = "one poll done (--once)"
+                        # Raised out of the task groups it would arrive wrapped in an
+                        # ExceptionGroup, which the command line cannot map to exit 3.
+                        try:
+                            await self._login_once()
+                        except (TapisAuthError, TapisUnavailableError) as exc:
+                            self.fatal = exc
+                        else:
+                            await self.actor.resume_pending(followers)
+                            await self.poll_once(followers)
+                            self.stop_reason = "one poll done (--once)"
                     else:
                         await self._loop(followers)
                 root.cancel_scope.cancel()
