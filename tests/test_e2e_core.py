@@ -292,6 +292,9 @@ def test_subprocess_run_once_cancels_offenders_and_leaks_no_secret(
     for uuid, rule in expected.items():
         assert one(events, "job_cancelled", job_uuid=uuid, rule=rule)["final_status"] == "CANCELLED"
     assert one(events, "poll_completed")["cancels"] == len(expected)
+    errors = named(events, "tapis_error", http_status=503)
+    assert errors
+    assert all(e["operation"] and e["error"] for e in errors)
     started = one(events, "watchdog_started")
     assert started["rule_count"] == len(NEVER_SEEN_RULES)
     assert started["dry_run"] is False

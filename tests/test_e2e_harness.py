@@ -292,11 +292,32 @@ def jobs_of(events: Sequence[Event], name: str, **fields: Any) -> set[str]:
     return {str(e["job_uuid"]) for e in named(events, name, **fields)}
 
 
+# product.md's Events table: the fields each event carries beyond the common ones.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "watchdog_started": ("version", "config_path", "rule_count", "dry_run"),
+    "watchdog_stopped": ("reason",),
+    "poll_completed": ("jobs_seen", "matches", "cancels", "api_calls", "duration_s"),
+    "poll_failed": ("error",),
+    "job_cancel_skipped": ("why",),
+    "job_cancelled": ("final_status", "latency_s"),
+    "job_cancel_failed": ("http_status", "error"),
+    "circuit_opened": ("reason",),
+    "circuit_closed": ("reason",),
+    "tapis_error": ("operation", "http_status", "error", "retry_in_s"),
+}
+SKIP_WHY = frozenset({"exempt", "dry_run", "circuit_open", "already_terminal", "not_authorized"})
+
+
 def check_event_fields(events: Sequence[Event]) -> None:
-    """Every event has timestamp/level/event; job events have product.md's job fields."""
+    """Every event has timestamp/level/event and its own fields from product.md's Events table;
+    job events have the job fields."""
     for event in events:
         assert {"timestamp", "level", "event"} <= event.keys(), event
         assert str(event["timestamp"]).endswith(("Z", "+00:00")), event
+        missing = [k for k in EVENT_FIELDS.get(event["event"], ()) if k not in event]
+        assert not missing, (missing, event)
+        if event["event"] == "job_cancel_skipped":
+            assert event["why"] in SKIP_WHY, event
         if event["event"] in JOB_EVENTS:
             missing = [k for k in JOB_FIELDS if k not in event]
             assert not missing, (missing, event)

@@ -231,6 +231,7 @@ async def test_a_failed_poll_cancels_nothing(tenant: TenantFactory, when: str) -
 
         t.sim.after_search = fail_later
     events = await t.run_once()
+    check_event_fields(events)
     failed = one(events, "poll_failed")
     assert failed["error"]
     assert failed["api_calls"] >= 1
