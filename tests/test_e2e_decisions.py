@@ -329,3 +329,27 @@ async def test_cancel_refused_by_tapis_is_not_repeated(tenant: TenantFactory) ->
     second = await t.run_once()
     assert t.posts("cancel") == []
     assert not named(second, "job_cancel_skipped")
+
+
+async def test_job_ending_between_status_check_and_cancel_is_skipped_as_terminal(
+    tenant: TenantFactory,
+) -> None:
+    t = tenant(base_fleet([{"name": "j", "status": "RUNNING", "remoteStarted": "-13h"}]))
+    t.write_config([LONG_RUN])
+    uuid = t.uuid("j")
+
+    def finish_after_status_check(endpoint: str, job_uuid: str | None) -> None:
+        if endpoint == "status" and job_uuid == uuid:
+            t.sim.after_request = None
+            t.sim.set_status(uuid, "FINISHED")
+
+    t.sim.after_request = finish_after_status_check
+    events = await t.run_once()
+    check_event_fields(events)
+    assert [(r.endpoint, r.status) for r in t.sim.requests if r.endpoint == "cancel"] == [
+        ("cancel", 409)
+    ]
+    assert one(events, "job_cancel_skipped", job_uuid=uuid)["why"] == "already_terminal"
+    assert not named(events, "job_cancel_failed")
+    assert not named(events, "job_cancel_requested")
+    assert one(events, "poll_completed")["cancels"] == 0

@@ -26,6 +26,7 @@ import yaml
 
 from watchdog.daemon import build_daemon
 from watchdog.sim import Simulator
+from watchdog.sim.simulator import classify
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,12 +60,15 @@ LONG_RUN: dict[str, Any] = {
 
 
 class E2ESimulator(Simulator):
-    """The simulator, remembering every token it issued or received, with an after-search hook."""
+    """The simulator, remembering every token it issued or received, with hooks that run after
+    each search it answers (`after_search(n)`) and after each request
+    (`after_request(endpoint, job_uuid)`)."""
 
     def __init__(self, fleet: Mapping[str, Any] | None, **kwargs: Any) -> None:
         super().__init__(fleet, **kwargs)
         self.tokens_seen: set[str] = set()
         self.after_search: Callable[[int], None] | None = None
+        self.after_request: Callable[[str, str | None], None] | None = None
         self.searches = 0
 
     def handle(self, request: Request) -> Outcome:
@@ -84,6 +88,8 @@ class E2ESimulator(Simulator):
         if request.path == "/v3/jobs/search" and self.after_search is not None:
             self.searches += 1
             self.after_search(self.searches)
+        if self.after_request is not None:
+            self.after_request(*classify(request.method, request.path))
         return outcome
 
 
