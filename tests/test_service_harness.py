@@ -65,8 +65,8 @@ RUNTIME_RULE: dict[str, Any] = {
 
 
 def fleet(*jobs: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """A fleet with the one test user, fast cancels and `jobs`."""
-    return {"users": {USER: PASSWORD}, "cancel_delay": "1s", "jobs": list(jobs), **extra}
+    """A fleet with the one test user, cancels that land at once, and `jobs`."""
+    return {"users": {USER: PASSWORD}, "cancel_delay": "0s", "jobs": list(jobs), **extra}
 
 
 def config_text(
