@@ -184,11 +184,6 @@ def test_search_failures_then_breaker(tmp_path: Path) -> None:
         assert daemon.stop() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tapis.py retries cancelJob after a read timeout or a garbled 200: the cancel is "
-    "sent twice, and the retry's 409 is logged as already_terminal instead of job_cancelled",
-)
 def test_a_cancel_whose_answer_is_lost_is_not_sent_again(tmp_path: Path) -> None:
     with service(tmp_path, fleet(HEALTHY)) as svc:
         healthy = svc.sim.uuids()

@@ -127,7 +127,7 @@ class Actor:
                     shadows.append(_Candidate(job, step.verdict))
                 elif step.kind == "cancel":
                     candidates.append(_Candidate(job, step.verdict))
-        self._clear_stale(jobs, seen_rules, now)
+        self._clear_stale(jobs, seen_rules, now, {r.name for r in rules if r.dry_run})
         for shadow in shadows:
             self._skip_once(shadow, "dry_run", now)
         cancels = await self._act(candidates, now, followers)
@@ -169,29 +169,44 @@ class Actor:
     def _record_matches(
         self, job: Job, matched: Sequence[Verdict], now: datetime
     ) -> dict[str, datetime]:
-        """Record each match (`rule_matched` the first time); return each rule's first match."""
-        first_match: dict[str, datetime] = {}
+        """Record each match (`rule_matched` the first time); return when each rule's grace
+        period started.
+
+        A live rule's grace starts with the warning that reached Tapis; a rule not yet warned
+        for real (it matched while in dry run) starts its grace now, with that warning. A dry
+        rule's grace starts at its first match.
+        """
+        grace_start: dict[str, datetime] = {}
         for verdict in matched:
+            dry = self.dry_run or verdict.dry_run
             if self.store.record_match(job.uuid, verdict.rule, now):
-                self.events.rule_matched(
-                    job,
-                    rule=verdict.rule,
-                    reason=verdict.reason,
-                    dry_run=self.dry_run or verdict.dry_run,
-                )
+                self.events.rule_matched(job, rule=verdict.rule, reason=verdict.reason, dry_run=dry)
             decision = self.store.decision(job.uuid, verdict.rule)
-            if decision is not None and decision.first_match_at is not None:
-                first_match[verdict.rule] = decision.first_match_at
-        return first_match
+            if decision is None or decision.first_match_at is None:
+                continue
+            if dry:
+                grace_start[verdict.rule] = decision.first_match_at
+            elif decision.warned_at is not None:
+                grace_start[verdict.rule] = decision.warned_at
+        return grace_start
 
     async def _warn(self, job: Job, verdict: Verdict, now: datetime, reason: str) -> None:
-        """Warn once per (job, rule): `job_warned` and a note in the job's Tapis history."""
+        """Warn once per (job, rule): `job_warned` and a note in the job's Tapis history.
+
+        In dry run only `job_warned` is logged, once per match; it is not the decision's
+        warning, so a rule that goes live warns for real before it acts.
+        """
+        if self.dry_run or verdict.dry_run:
+            decision = self.store.decision(job.uuid, verdict.rule)
+            if decision is None or decision.first_match_at is None or decision.warned_at:
+                return
+            key = _dry_warning_key(decision.first_match_at)
+            if self.store.claim_notification(job.uuid, verdict.rule, key, now):
+                self.events.job_warned(job, rule=verdict.rule, reason=reason, dry_run=True)
+            return
         if not self.store.record_warned(job.uuid, verdict.rule, now):
             return
-        dry = self.dry_run or verdict.dry_run
-        self.events.job_warned(job, rule=verdict.rule, reason=reason, dry_run=dry)
-        if dry:
-            return
+        self.events.job_warned(job, rule=verdict.rule, reason=reason, dry_run=False)
         # A failed sendEvent is logged by the client; a warning never blocks a decision.
         with contextlib.suppress(TapisError):
             await self.client.send_event(
@@ -201,7 +216,11 @@ class Actor:
             )
 
     def _clear_stale(
-        self, jobs: Sequence[Job], seen_rules: dict[str, set[str]], now: datetime
+        self,
+        jobs: Sequence[Job],
+        seen_rules: dict[str, set[str]],
+        now: datetime,
+        dry_rules: set[str],
     ) -> None:
         """Matches that did not hold this poll, for jobs seen whole this poll, are cleared."""
         by_uuid = {job.uuid: job for job in jobs}
@@ -209,13 +228,20 @@ class Actor:
             job = by_uuid.get(decision.job_uuid)
             if job is None or decision.rule in seen_rules.get(job.uuid, set()):
                 continue
+            dry = self.dry_run or decision.rule in dry_rules
+            warned = decision.warned_at is not None
+            if not warned and dry and decision.first_match_at is not None:
+                # The claim is taken only if the dry-run warning of this match was never logged
+                # (the match is over, so its key is never used again): False means it was.
+                key = _dry_warning_key(decision.first_match_at)
+                warned = not self.store.claim_notification(job.uuid, decision.rule, key, now)
             self.store.record_cleared(job.uuid, decision.rule, now)
-            if decision.warned_at is not None:
+            if warned:
                 self.events.job_cleared(
                     job,
                     rule=decision.rule,
                     reason=f"no longer matches rule {decision.rule}",
-                    dry_run=self.dry_run,
+                    dry_run=dry,
                 )
 
     # ------------------------------------------------------------------ acting
@@ -305,7 +331,9 @@ class Actor:
             self.events.circuit_closed(reason=f"{len(due)} cancels due, within the limits")
         return allowed
 
-    async def _cancel(self, cand: _Candidate, followers: TaskGroup) -> bool:
+    async def _cancel(  # noqa: PLR0911 - one exit per outcome of the seed's flow
+        self, cand: _Candidate, followers: TaskGroup
+    ) -> bool:
         """Fresh status check, then cancelJob. True when the cancel was sent."""
         job, verdict = cand.job, cand.verdict
         now = datetime.now(UTC)
@@ -323,29 +351,44 @@ class Actor:
         except JobNotAuthorizedError as exc:
             self._refused(cancel_id, cand, "not_authorized", exc)
             return False
+        except TapisUnavailableError as exc:
+            if not exc.maybe_received:
+                return self._cancel_failed(cancel_id, cand, exc)
+            # No usable answer, but Tapis may have queued the cancel: follow the job as if it
+            # was sent. Following re-sends it once if the job is still active after
+            # resend_after, which is the one re-send a cancel ever gets.
+            lost = f"{verdict.reason}; the answer to the cancel was lost ({exc.detail})"
+            return self._cancel_sent(cancel_id, job, verdict.rule, lost, followers)
         except TapisError as exc:
-            # Tapis unreachable or failing (after the retries) refused nothing: the next poll
-            # checks the status afresh and tries again. Any other refusal is final.
-            outcome = UNAVAILABLE if isinstance(exc, TapisUnavailableError) else "failed"
-            self.store.finish_cancel(cancel_id, outcome, datetime.now(UTC), detail=str(exc))
-            self.store.record_acted(job.uuid, verdict.rule, datetime.now(UTC), outcome)
-            self.events.job_cancel_failed(
-                job,
-                rule=verdict.rule,
-                reason=verdict.reason,
-                http_status=exc.http_status,
-                error=exc.detail,
-                dry_run=False,
-            )
-            return False
+            return self._cancel_failed(cancel_id, cand, exc)
+        return self._cancel_sent(cancel_id, job, verdict.rule, verdict.reason, followers)
+
+    def _cancel_failed(self, cancel_id: int, cand: _Candidate, exc: TapisError) -> bool:
+        """A cancel Tapis did not take. Unavailable: the next poll checks the status afresh and
+        tries again. Any other refusal is final."""
+        job, verdict = cand.job, cand.verdict
+        outcome = UNAVAILABLE if isinstance(exc, TapisUnavailableError) else "failed"
+        self.store.finish_cancel(cancel_id, outcome, datetime.now(UTC), detail=str(exc))
+        self.store.record_acted(job.uuid, verdict.rule, datetime.now(UTC), outcome)
+        self.events.job_cancel_failed(
+            job,
+            rule=verdict.rule,
+            reason=verdict.reason,
+            http_status=exc.http_status,
+            error=exc.detail,
+            dry_run=False,
+        )
+        return False
+
+    def _cancel_sent(
+        self, cancel_id: int, job: Job, rule: str, reason: str, followers: TaskGroup
+    ) -> bool:
         sent_at = datetime.now(UTC)
         self.store.mark_cancel_sent(cancel_id, sent_at)
-        self.store.record_acted(job.uuid, verdict.rule, sent_at, "requested")
-        self.events.job_cancel_requested(
-            job, rule=verdict.rule, reason=verdict.reason, dry_run=False
-        )
+        self.store.record_acted(job.uuid, rule, sent_at, "requested")
+        self.events.job_cancel_requested(job, rule=rule, reason=reason, dry_run=False)
         self._following.add(job.uuid)
-        followers.start_soon(self.follow, cancel_id, job, verdict.rule, verdict.reason, sent_at)
+        followers.start_soon(self.follow, cancel_id, job, rule, reason, sent_at)
         return True
 
     def _refused(self, cancel_id: int, cand: _Candidate, why: str, exc: TapisError) -> None:
@@ -540,6 +583,11 @@ class Actor:
             return None
         except Exception:  # a malformed record must not stop the daemon
             return None
+
+
+def _dry_warning_key(first_match_at: datetime) -> str:
+    """The once-only claim of a match's dry-run `job_warned` (one per match, across restarts)."""
+    return f"job_warned:dry_run:{first_match_at.isoformat()}"
 
 
 def _with_status(job: Job, status: str) -> Job:

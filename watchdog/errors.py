@@ -89,9 +89,13 @@ class TapisUnavailableError(TapisError):
         http_status: int | None = None,
         job_uuid: str | None = None,
         retry_after: float | None = None,
+        maybe_received: bool = False,
     ) -> None:
         super().__init__(operation, detail, http_status=http_status, job_uuid=job_uuid)
         self.retry_after = retry_after
+        # True when Tapis may have acted on the request although no usable answer came back
+        # (a read timeout, a reset after sending, a garbled success): not safe to repeat blindly.
+        self.maybe_received = maybe_received
 
 
 class TapisAuthError(TapisError):

@@ -33,6 +33,7 @@ import anyio
 import anyio.to_thread
 import orjson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from tapipy.configuration import Config
 from tapipy.errors import BaseTapyException
@@ -483,7 +484,14 @@ class TapisClient:
             JobNotFoundError: Tapis does not know the job.
             TapisError: see the class docstring.
         """
-        await self._call("cancel_job", lambda t: t.jobs.cancelJob(jobUuid=uuid), job_uuid=uuid)
+        # Not retried when Tapis may have received it: a cancel sent twice is a decision made
+        # twice. The caller checks the job's status before it ever sends the cancel again.
+        await self._call(
+            "cancel_job",
+            lambda t: t.jobs.cancelJob(jobUuid=uuid),
+            job_uuid=uuid,
+            idempotent=False,
+        )
 
     async def send_event(self, uuid: str, data: str, detail: str) -> None:
         """Add a `JOB_USER_EVENT` to the job's history, delivered to its subscribers.
@@ -506,8 +514,11 @@ class TapisClient:
         *,
         job_uuid: str | None = None,
         login: bool = False,
+        idempotent: bool = True,
     ) -> T:
-        value, _ = await self._call_counted(operation, fn, job_uuid=job_uuid, login=login)
+        value, _ = await self._call_counted(
+            operation, fn, job_uuid=job_uuid, login=login, idempotent=idempotent
+        )
         return value
 
     async def _call_counted(
@@ -517,6 +528,7 @@ class TapisClient:
         *,
         job_uuid: str | None = None,
         login: bool = False,
+        idempotent: bool = True,
     ) -> tuple[T, int]:
         """Run `fn` with retries and one re-login; return its value and the requests it took."""
         relogged = False
@@ -541,7 +553,7 @@ class TapisClient:
                 relogged = True
             except TapisUnavailableError as exc:
                 retry_number += 1
-                if retry_number >= self._retry.attempts:
+                if retry_number >= self._retry.attempts or (exc.maybe_received and not idempotent):
                     self._report(operation, exc, None)
                     raise
                 wait = self._retry.wait_before_retry(retry_number, exc.retry_after)
@@ -589,7 +601,12 @@ class TapisClient:
         response = exc.response
         detail = self._scrub(_message_text(exc.message))
         if response is None:
-            return TapisUnavailableError(operation, detail or "no answer", job_uuid=job_uuid)
+            return TapisUnavailableError(
+                operation,
+                detail or "no answer",
+                job_uuid=job_uuid,
+                maybe_received=not _never_sent(exc.__context__),
+            )
         status: int = response.status_code
         if "JOBS_JOB_SELECT_UUID_ERROR" in detail and not login:
             # Tapis answers an unknown uuid with 400, and getJob sometimes with 500.
@@ -602,6 +619,7 @@ class TapisClient:
                 http_status=status,
                 job_uuid=job_uuid,
                 retry_after=_retry_after(response.headers.get("Retry-After")),
+                maybe_received=status < 300,
             )
         if login:
             return TapisAuthError(operation, detail, http_status=status)
@@ -616,6 +634,16 @@ class TapisClient:
     def _report(self, operation: str, error: TapisError, retry_in_s: float | None) -> None:
         if self._on_error is not None:
             self._on_error(operation, error.http_status, error.detail, retry_in_s)
+
+
+def _never_sent(cause: BaseException | None) -> bool:
+    """True when the request provably never reached Tapis (the connection was not made)."""
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
+        reason = getattr(cause.args[0], "reason", None)
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
 
 
 def _refusal(operation: str, detail: str, status: int, job_uuid: str | None) -> Exception:
