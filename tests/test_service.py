@@ -121,11 +121,16 @@ def test_sighup_reload_keeps_the_old_configuration_on_error(tmp_path: Path) -> N
         offender = svc.sim.add_job(OFFENDER)
         daemon.wait_event("job_cancelled", job_uuid=offender, after=index)
 
-        svc.write_config(rules=[RUNTIME_RULE, {**RUNTIME_RULE, "name": "second"}])
+        svc.write_config(
+            rules=[RUNTIME_RULE, {**RUNTIME_RULE, "name": "second"}],
+            metrics={"listen": "127.0.0.1:0"},
+        )
         mark = daemon.position
         daemon.send(signal.SIGHUP)
         _, reloaded = daemon.wait_event("config_reloaded", after=mark)
         assert reloaded["rule_count"] == 2
+        assert reloaded["restart_needed"] == ["metrics"]
+        assert listening_sockets(daemon.proc.pid) == []
         daemon.wait_polls(2, after=mark)
         assert daemon.alive()
         assert daemon.stop() == 0

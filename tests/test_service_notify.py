@@ -112,7 +112,6 @@ def test_one_message_per_job_rule_event_across_restarts(tmp_path: Path) -> None:
         notes = [e for e in svc.sim.history(queued) if e.get("event") == "JOB_USER_EVENT"]
         assert len(notes) == 1
         assert "long-queue" in json.dumps(notes[0])
-        assert mark > 0
 
         # After a restart nothing is sent again, though the warned job still matches.
         daemon = svc.start()

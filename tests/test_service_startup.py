@@ -11,6 +11,7 @@ from test_service_harness import (
     PASSWORD,
     STOP_WITHIN_S,
     fleet,
+    http_get,
     service,
     wait_until,
 )
@@ -38,9 +39,16 @@ def test_signals_before_the_first_good_poll(tmp_path: Path) -> None:
     """SIGHUP while no poll has succeeded reloads without READY=1; SIGTERM then stops cleanly."""
     with service(tmp_path, fleet(HEALTHY)) as svc:
         svc.sim.set_fault(kind="error", endpoint="search", status=500)
-        svc.write_config()
+        svc.write_config(metrics={"listen": "127.0.0.1:0"})
         daemon = svc.start()
+        _, started = daemon.wait_event("watchdog_started")
         mark, _ = daemon.wait_event("poll_failed")
+        status, body = http_get(f"{started['metrics_url']}/healthz")
+        assert status == 503, body
+        metrics = http_get(f"{started['metrics_url']}/metrics")[1]
+        failed = 'tapis_watchdog_polls_total{outcome="failed"} '
+        line = next(x for x in metrics.splitlines() if x.startswith(failed))
+        assert float(line.removeprefix(failed)) >= 1
         daemon.send(signal.SIGHUP)
         daemon.wait_event("config_reloaded", after=mark)
         index = daemon.wait_polls(0, after=mark)

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 PRUNE_EVERY_S = 3600.0
 SHUTDOWN_GRACE_S = 3.0
 STOP_DEADLINE_S = 4.0
+RESTART_SECTIONS = ("tapis", "state", "metrics", "notify")
 
 
 def register_config_secrets(config: Config) -> None:
@@ -345,14 +346,24 @@ class Daemon:
             self._reload_done(announce, "reload failed, old configuration kept")
             return
         register_config_secrets(config)
+        # The Tapis client, the state store, the metrics listener and the notifiers are built
+        # once: changes to their sections wait for a restart, and the operator is told so.
+        restart_needed = [
+            name for name in RESTART_SECTIONS if getattr(config, name) != getattr(self.config, name)
+        ]
         self.config = config
         self.rules = rules
         self.actor.safety = config.safety
+        self.actor.resend_after = config.safety.resend_after.total_seconds()
         self.actor.dry_run = self.dry_run
         self.events.dry_run = self.dry_run
         if self.metrics is not None:
             self.metrics.set_interval(config.poll.interval.total_seconds())
-        self.events.config_reloaded(config_path=str(self.config_path), rule_count=len(rules))
+        self.events.config_reloaded(
+            config_path=str(self.config_path),
+            rule_count=len(rules),
+            restart_needed=restart_needed,
+        )
         self._reload_done(announce, "configuration reloaded")
 
     def _reload_done(self, announce: bool, what: str) -> None:
