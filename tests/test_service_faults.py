@@ -121,7 +121,9 @@ def _check_exactly_once(svc: Service, offenders: list[str], healthy: list[str]) 
 def test_faults_mid_run(tmp_path: Path, steps: list[tuple[str, Any]]) -> None:
     with service(tmp_path, fleet(HEALTHY, HEALTHY)) as svc:
         healthy = svc.sim.uuids()
-        svc.write_config(timeout="1s")
+        # A cancel whose answer never came (reset, hang) is not retried at once, as Tapis may
+        # have taken it; following the job re-sends it after resend_after if it still runs.
+        svc.write_config(timeout="1s", safety={"resend_after": "2s"})
         daemon = svc.start()
         daemon.wait_event("poll_completed")
         offenders = _run_steps(svc, daemon, steps)
