@@ -299,3 +299,30 @@ def test_parse_job_returns_a_job_or_raises_job_record_error(
         assert outcome.status == record["status"]
     else:
         assert str(outcome).startswith("job ")
+
+
+def test_json_strings_are_read_as_json_reads_them() -> None:
+    # NaN and lone surrogates are not strict JSON, yet json reads them: so does parse_job.
+    job = parse_job(
+        {
+            "uuid": "u",
+            "status": "RUNNING",
+            "parameterSet": '{"appArgs": [{"arg": "\\ud800"}], "scale": NaN}',
+        }
+    )
+    assert job.app_args == ("\ud800",)
+    # An integer beyond 64 bits is an int, so a defect names it as one.
+    with pytest.raises(JobRecordError) as caught:
+        parse_job({"uuid": "u", "status": "RUNNING", "fileInputs": "1" * 30})
+    assert caught.value.detail == "fileInputs: expected a list, got int"
+
+
+def test_records_of_one_shape_and_odd_keys() -> None:
+    first = parse_job({**RECORD, "uuid": "a"})
+    second = parse_job({**RECORD, "uuid": "b"})
+    assert first.fields == second.fields == frozenset(RECORD)
+    assert first.env == second.env
+    odd = parse_job({"uuid": "u", "status": "QUEUED", 7: "x"})  # type: ignore[dict-item]
+    assert odd.fields == frozenset({"uuid", "status", "7"})
+    assert first.created is not None
+    assert first.created.tzinfo is UTC

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from watchdog.errors import PollError, TapisAuthError, TapisUnavailableError
 from watchdog.jobs import ACTIVE_STATUSES, SUMMARY_FIELDS, TERMINAL_STATUSES
-from watchdog.poll import PollResult, poll_jobs
+from watchdog.poll import PollResult, pages_left, poll_jobs, ranges_needed
 from watchdog.sim import Simulator
 from watchdog.tapis import RetryPolicy, TapisClient
 
@@ -416,3 +416,75 @@ async def test_identity_that_cannot_log_in_is_an_auth_error_not_a_poll_error(ser
             page_size=10,
             settings={"username": None, "password": None, "access_token": SecretStr(token)},
         )
+
+
+# -- when to split ------------------------------------------------------------------------------
+
+
+def key_bounds(sim: Simulator) -> list[Any]:
+    return [r for r in searches(sim) if "uuid.gte" in r.params or "uuid.lt" in r.params]
+
+
+async def test_by_default_a_fast_server_is_scanned_in_one_range(served):
+    sim = ChurningSimulator(fleet(active=60))
+    result = await run_poll(sim, served(sim), page_size=5)
+
+    assert [j.uuid for j in result.jobs] == sorted(active_uuids(sim))
+    assert result.ranges == 1
+    assert result.pages == result.api_calls == len(searches(sim)) == 13
+    assert key_bounds(sim) == []
+
+
+async def test_by_default_a_slow_second_page_splits_the_rest_of_the_scan(served):
+    sim = ChurningSimulator(fleet(active=120))
+
+    def slow_second_page(n: int) -> None:
+        if n == 1:  # 28 more pages at 0.6 s each project a 17 s scan: two ranges
+            sim.set_fault(kind="latency", endpoint="search", seconds=0.6, count=1)
+
+    sim.after_search = slow_second_page
+    result = await run_poll(sim, served(sim), page_size=4)
+
+    uuids = [j.uuid for j in result.jobs]
+    assert uuids == sorted(active_uuids(sim))
+    assert 2 <= result.ranges <= 4  # two, or more on a machine slower than the fault
+    assert result.pages == result.api_calls == len(searches(sim))
+    pages = searches(sim)
+    ordered = sorted(active_uuids(sim))
+    # The first two pages are one keyset scan; the rest is cut after the second page.
+    assert one(pages[1].params, "startAfter") == ordered[3]
+    assert "uuid.lt" not in pages[1].params
+    bounded = key_bounds(sim)
+    assert {one(r.params, "uuid.lt") for r in bounded} - {None} == {
+        one(r.params, "uuid.gte") for r in bounded
+    } - {None}
+    assert any(one(r.params, "startAfter") == ordered[7] for r in bounded)
+
+
+@pytest.mark.parametrize(
+    ("pages", "latency_s", "max_ranges", "expected"),
+    [
+        (None, 5.0, None, 1),  # no total: one range
+        (1, 60.0, None, 1),
+        (100, 0.05, None, 1),  # 5 s projected: not worth it
+        (100, 0.15, None, 2),  # 15 s: two ranges of about 10 s
+        (100, 2.0, None, 8),  # 200 s: as many as the client runs at once
+        (3, 30.0, None, 3),  # never more ranges than pages
+        (100, 0.0, 4, 4),  # explicit: split whatever the latency
+        (2, 0.0, 4, 2),
+        (None, 0.0, 4, 1),
+    ],
+)
+def test_ranges_needed(
+    pages: int | None, latency_s: float, max_ranges: int | None, expected: int
+) -> None:
+    assert (
+        ranges_needed(pages, latency_s=latency_s, max_ranges=max_ranges, concurrency=8) == expected
+    )
+
+
+def test_pages_left_after_a_full_first_page() -> None:
+    assert pages_left(None, 500, 500) is None
+    assert pages_left(500, 500, 500) == 0
+    assert pages_left(501, 500, 500) == 1
+    assert pages_left(10_000, 500, 500) == 19

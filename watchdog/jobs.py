@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from watchdog.errors import JobRecordError
 
@@ -146,119 +148,151 @@ def parse_timestamp(value: Any) -> datetime | None:
         raise ValueError(
             f"expected a UTC timestamp like 2021-07-12T23:56:01.790165Z, got {value!r}"
         )
-    return datetime.fromisoformat(value).astimezone(UTC)
+    # The pattern admits only `...Z`, which fromisoformat reads as UTC already.
+    return datetime.fromisoformat(value)
 
 
-class _Reader:
-    """Reads typed fields out of one record, turning every defect into a JobRecordError."""
+# A poll parses every active job, so this path is kept lean: no per-field helper calls, each JSON
+# string decoded once, without copying the decoded value again, and strings that recur across
+# jobs (environment names, short values, app and system names) stored once.
 
-    def __init__(self, record: Mapping[str, Any]) -> None:
-        self.record = record
-        uuid = record.get("uuid")
-        self.uuid = uuid if isinstance(uuid, str) and uuid else None
+Loads = Callable[[str], Any]
 
-    def fail(self, detail: str) -> JobRecordError:
-        return JobRecordError(self.uuid, detail)
+_SHARED: dict[str, str] = {}
+_SHARED_MAX = 1 << 14
+_SHARED_LEN = 32
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+_FIELD_SETS: dict[frozenset[Any], frozenset[str]] = {}
+_FIELD_SETS_MAX = 64
+_TEXT_FIELDS = (
+    "name",
+    "owner",
+    "tenant",
+    "appId",
+    "appVersion",
+    "condition",
+    "execSystemId",
+    "execSystemLogicalQueue",
+)
+_INT_FIELDS = ("nodeCount", "coresPerNode", "maxMinutes")
+_TIME_FIELDS = ("created", "remoteSubmitted", "remoteStarted", "ended", "lastUpdated")
+_CHECKED_FIELDS = ("notes", "subscriptions", "execSystemConstraints")
+_ARG_LISTS = ("appArgs", "containerArgs", "schedulerOptions")
 
-    def text(self, key: str) -> str:
-        value = self.record.get(key)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise self.fail(f"{key}: expected a string, got {type(value).__name__}")
-        return value
 
-    def optional_text(self, key: str) -> str | None:
-        return self.text(key) or None
+def _share(text: str) -> str:
+    """One copy of a short string that recurs across jobs (the table is bounded: once full, only
+    strings already in it are shared)."""
+    if len(text) > _SHARED_LEN:
+        return text
+    found = _SHARED.get(text)
+    if found is not None:
+        return found
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[text] = text
+    return text
 
-    def integer(self, key: str) -> int | None:
-        value = self.record.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{key}: expected an integer, got {value!r}")
-        return value
 
-    def timestamp(self, key: str) -> datetime | None:
+def _fast_loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except ValueError:
+        # orjson refuses some JSON that json accepts (NaN, lone surrogates): json has the say.
+        return json.loads(text)
+
+
+def _fail(uuid: str, detail: str) -> JobRecordError:
+    return JobRecordError(uuid, detail)
+
+
+def _decoded(record: Mapping[str, Any], key: str, uuid: str, loads: Loads) -> Any:
+    """The value of a field Tapis sends as a JSON string, decoded (or already decoded)."""
+    value = record.get(key)
+    if isinstance(value, str):
         try:
-            return parse_timestamp(self.record.get(key))
-        except (ValueError, OverflowError) as exc:
-            raise self.fail(f"{key}: {exc}") from None
-
-    def tags(self) -> tuple[str, ...]:
-        value = self.record.get("tags")
-        if value is None:
-            return ()
-        if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
-            raise self.fail(f"tags: expected a list of strings, got {value!r}")
-        return tuple(value)
-
-    def json_field(self, key: str) -> Any:
-        """The value of a field Tapis sends as a JSON string, decoded (or already decoded)."""
-        value = self.record.get(key)
-        if isinstance(value, str):
-            try:
-                return to_plain(json.loads(value))
-            except (ValueError, RecursionError) as exc:
-                raise self.fail(f"{key}: malformed JSON string ({exc})") from None
-        return to_plain(value)
+            return loads(value)
+        except (ValueError, RecursionError) as exc:
+            raise _fail(uuid, f"{key}: malformed JSON string ({exc})") from None
+    return to_plain(value)
 
 
-def _args(reader: _Reader, params: Mapping[str, Any], key: str) -> tuple[str, ...]:
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _args(uuid: str, params: Mapping[str, Any], key: str) -> tuple[str, ...]:
     entries = params.get(key)
     if entries is None:
         return ()
     if not isinstance(entries, list):
-        raise reader.fail(f"parameterSet.{key}: expected a list, got {type(entries).__name__}")
+        raise _fail(uuid, f"parameterSet.{key}: expected a list, got {type(entries).__name__}")
     args: list[str] = []
     for index, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise reader.fail(f"parameterSet.{key}[{index}]: expected an object")
+        if not _is_mapping(entry):
+            raise _fail(uuid, f"parameterSet.{key}[{index}]: expected an object")
         arg = entry.get("arg")
         # An entry with include=false is not on the command line, so it is not an input.
         if arg is None or entry.get("include") is False:
             continue
         if not isinstance(arg, str):
-            raise reader.fail(f"parameterSet.{key}[{index}].arg: expected a string")
+            raise _fail(uuid, f"parameterSet.{key}[{index}].arg: expected a string")
         args.append(arg)
     return tuple(args)
 
 
-def _env(reader: _Reader, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def _env(uuid: str, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     entries = params.get("envVariables")
     if entries is None:
         return ()
     if not isinstance(entries, list):
-        raise reader.fail("parameterSet.envVariables: expected a list")
+        raise _fail(uuid, "parameterSet.envVariables: expected a list")
     env: list[tuple[str, str]] = []
+    pairs = _PAIRS
     for index, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise reader.fail(f"parameterSet.envVariables[{index}]: expected an object")
+        if type(entry) is not dict and not isinstance(entry, Mapping):
+            raise _fail(uuid, f"parameterSet.envVariables[{index}]: expected an object")
         key, value = entry.get("key"), entry.get("value")
         if entry.get("include") is False:
             continue
-        if not isinstance(key, str) or not isinstance(value, str | None):
-            raise reader.fail(f"parameterSet.envVariables[{index}]: expected string key and value")
-        env.append((key, value or ""))
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+            raise _fail(uuid, f"parameterSet.envVariables[{index}]: expected string key and value")
+        pair = (key, value or "")
+        shared = pairs.get(pair)
+        if shared is None:
+            shared = (_share(key), pair[1])
+            if len(pair[1]) <= _SHARED_LEN and len(pairs) < _SHARED_MAX:
+                pairs[shared] = shared
+        env.append(shared)
     return tuple(env)
 
 
-def _file_inputs(reader: _Reader) -> tuple[FileInput, ...]:
-    value = reader.json_field("fileInputs")
+def _file_inputs(record: Mapping[str, Any], uuid: str, loads: Loads) -> tuple[FileInput, ...]:
+    value = _decoded(record, "fileInputs", uuid, loads)
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise reader.fail(f"fileInputs: expected a list, got {type(value).__name__}")
+        raise _fail(uuid, f"fileInputs: expected a list, got {type(value).__name__}")
     inputs: list[FileInput] = []
     for index, entry in enumerate(value):
-        if not isinstance(entry, Mapping):
-            raise reader.fail(f"fileInputs[{index}]: expected an object")
-        parts = [entry.get(k) for k in ("name", "sourceUrl", "targetPath")]
-        if not all(isinstance(p, str | None) for p in parts):
-            raise reader.fail(f"fileInputs[{index}]: name, sourceUrl, targetPath must be strings")
-        name, source, target = (p or "" for p in parts)
-        inputs.append(FileInput(name=name, source_url=source, target_path=target))
+        if not _is_mapping(entry):
+            raise _fail(uuid, f"fileInputs[{index}]: expected an object")
+        name, source, target = entry.get("name"), entry.get("sourceUrl"), entry.get("targetPath")
+        if not all(p is None or isinstance(p, str) for p in (name, source, target)):
+            raise _fail(uuid, f"fileInputs[{index}]: name, sourceUrl, targetPath must be strings")
+        inputs.append(FileInput(_share(name) if name else "", source or "", target or ""))
     return tuple(inputs)
+
+
+def _fields(record: Mapping[str, Any]) -> frozenset[str]:
+    """The record's attribute names; the same set object for every record of the same shape."""
+    keys = frozenset(record)
+    found = _FIELD_SETS.get(keys)
+    if found is not None:
+        return found
+    fields = frozenset(str(k) for k in record)
+    if len(_FIELD_SETS) < _FIELD_SETS_MAX and all(type(k) is str for k in keys):
+        _FIELD_SETS[keys] = fields
+    return fields
 
 
 def parse_job(record: Mapping[str, Any]) -> Job:
@@ -270,49 +304,104 @@ def parse_job(record: Mapping[str, Any]) -> Job:
     """
     if not isinstance(record, Mapping):
         raise JobRecordError(None, f"expected a job object, got {type(record).__name__}")
-    reader = _Reader(record)
-    if reader.uuid is None:
-        raise reader.fail("missing uuid")
-    status = record.get("status")
-    if not isinstance(status, str) or not status:
-        raise reader.fail("missing status")
+    try:
+        return _parse(record, _fast_loads)
+    except JobRecordError:
+        # orjson turns integers beyond 64 bits into floats; so that a defect is reported exactly
+        # as json reads it, a record that fails is read again with json alone.
+        return _parse(record, json.loads)
 
-    params = reader.json_field("parameterSet")
+
+def _parse(record: Mapping[str, Any], loads: Loads) -> Job:  # noqa: C901, PLR0912, PLR0915 - one pass
+    get = record.get
+    uuid = get("uuid")
+    if not isinstance(uuid, str) or not uuid:
+        raise JobRecordError(None, "missing uuid")
+    status = get("status")
+    if not isinstance(status, str) or not status:
+        raise _fail(uuid, "missing status")
+
+    params = _decoded(record, "parameterSet", uuid, loads)
     if params is None:
         params = {}
-    if not isinstance(params, Mapping):
-        raise reader.fail(f"parameterSet: expected an object, got {type(params).__name__}")
-    for key in ("notes", "subscriptions", "execSystemConstraints"):
-        reader.json_field(key)  # only validated: a malformed record is not acted on
+    if not _is_mapping(params):
+        raise _fail(uuid, f"parameterSet: expected an object, got {type(params).__name__}")
+    for key in _CHECKED_FIELDS:
+        value = get(key)
+        if value is not None:
+            _decoded(record, key, uuid, loads)  # only validated: a malformed record is not acted on
 
+    texts: list[str] = []
+    for key in _TEXT_FIELDS:
+        value = get(key)
+        if value is None:
+            texts.append("")
+        elif isinstance(value, str):
+            texts.append(_share(value))
+        else:
+            raise _fail(uuid, f"{key}: expected a string, got {type(value).__name__}")
+    integers: list[int | None] = []
+    for key in _INT_FIELDS:
+        value = get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _fail(uuid, f"{key}: expected an integer, got {value!r}")
+        integers.append(value)
+    tags = get("tags")
+    if tags is None:
+        tags = ()
+    elif isinstance(tags, list | tuple) and all(isinstance(t, str) for t in tags):
+        tags = tuple(_share(t) for t in tags)
+    else:
+        raise _fail(uuid, f"tags: expected a list of strings, got {tags!r}")
+    times: list[datetime | None] = []
+    for key in _TIME_FIELDS:
+        value = get(key)
+        try:
+            if value is None:
+                times.append(None)
+            elif type(value) is str and _TIMESTAMP.match(value):
+                times.append(datetime.fromisoformat(value))
+            else:
+                times.append(parse_timestamp(value))
+        except (ValueError, OverflowError) as exc:
+            raise _fail(uuid, f"{key}: {exc}") from None
+    description, last_message = get("description"), get("lastMessage")
+    for key, value in (("description", description), ("lastMessage", last_message)):
+        if value is not None and not isinstance(value, str):
+            raise _fail(uuid, f"{key}: expected a string, got {type(value).__name__}")
+    file_inputs = _file_inputs(record, uuid, loads)
+    app_args, container_args, scheduler_options = (_args(uuid, params, k) for k in _ARG_LISTS)
+    name, owner, tenant, app_id, app_version, condition, exec_system_id, queue = texts
+    node_count, cores_per_node, max_minutes = integers
+    created, remote_submitted, remote_started, ended, last_updated = times
     return Job(
-        uuid=reader.uuid,
-        status=status,
-        name=reader.text("name"),
-        owner=reader.text("owner"),
-        tenant=reader.text("tenant"),
-        app_id=reader.text("appId"),
-        app_version=reader.text("appVersion"),
-        condition=reader.optional_text("condition"),
-        exec_system_id=reader.text("execSystemId"),
-        queue=reader.text("execSystemLogicalQueue"),
-        node_count=reader.integer("nodeCount"),
-        cores_per_node=reader.integer("coresPerNode"),
-        max_minutes=reader.integer("maxMinutes"),
-        tags=reader.tags(),
-        created=reader.timestamp("created"),
-        remote_submitted=reader.timestamp("remoteSubmitted"),
-        remote_started=reader.timestamp("remoteStarted"),
-        ended=reader.timestamp("ended"),
-        last_updated=reader.timestamp("lastUpdated"),
-        description=reader.text("description"),
-        last_message=reader.text("lastMessage"),
-        file_inputs=_file_inputs(reader),
-        app_args=_args(reader, params, "appArgs"),
-        container_args=_args(reader, params, "containerArgs"),
-        scheduler_options=_args(reader, params, "schedulerOptions"),
-        env=_env(reader, params),
-        fields=frozenset(str(k) for k in record),
+        uuid=uuid,
+        status=_share(status),
+        name=name,
+        owner=owner,
+        tenant=tenant,
+        app_id=app_id,
+        app_version=app_version,
+        condition=condition or None,
+        exec_system_id=exec_system_id,
+        queue=queue,
+        node_count=node_count,
+        cores_per_node=cores_per_node,
+        max_minutes=max_minutes,
+        tags=tags,
+        created=created,
+        remote_submitted=remote_submitted,
+        remote_started=remote_started,
+        ended=ended,
+        last_updated=last_updated,
+        description=description or "",
+        last_message=last_message or "",
+        file_inputs=file_inputs,
+        app_args=app_args,
+        container_args=container_args,
+        scheduler_options=scheduler_options,
+        env=_env(uuid, params),
+        fields=_fields(record),
     )
 
 

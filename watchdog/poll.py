@@ -33,6 +33,8 @@ from watchdog.errors import JobRecordError, PollError, TapisAuthError, TapisErro
 from watchdog.jobs import Job, parse_job
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from watchdog.tapis import SearchPage, TapisClient
 
 ORDER_BY = "uuid(asc)"
@@ -41,7 +43,7 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 _PREFIX = 8
 _KEY_SPACE = 16**_PREFIX
 
-SPLIT_AFTER_S = 2.0
+SPLIT_AFTER_S = 10.0
 """A one-range scan projected to take longer than this (pages x first-page latency) is split."""
 
 OnMalformed = Callable[[str | None, str], None]
@@ -59,6 +61,14 @@ class PollResult:
     duration_s: float
     ranges: int = 1
     """How many key ranges the pages after the first were scanned in."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecided:
+    """A split left to decide after the second page: the pages after the first, the limit."""
+
+    pages: int | None
+    concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,58 +156,84 @@ class _Poll:
         self.api_calls = 0
         self.malformed = 0
         self.ranges = 1
+        self._undecided: _Undecided | None = None
+        self._failures: list[TapisError] = []
 
     async def run(self, max_ranges: int | None, concurrency: int) -> None:
-        asked = time.perf_counter()
         first = await self._fetch(_Range(), compute_total=True)
-        latency = time.perf_counter() - asked
         last = self._advance(first, None)
-        self._keep_page(first)
         if not self._is_full(first) or last is None:
+            await self._keep_page(first)
             return
-        count = ranges_needed(
-            pages_left(first.total, len(first.records), self._page_size),
-            latency_s=latency,
-            max_ranges=max_ranges,
-            concurrency=concurrency,
-        )
-        ranges = split_after(last, count)
+        pages = pages_left(first.total, len(first.records), self._page_size)
+        if max_ranges is None:
+            # Decided after the next page: the first one's latency includes counting the total.
+            self._undecided = _Undecided(pages, concurrency)
+            ranges = [_Range(start_after=last)]
+        else:
+            count = ranges_needed(
+                pages, latency_s=0.0, max_ranges=max_ranges, concurrency=concurrency
+            )
+            ranges = split_after(last, count)
         self.ranges = len(ranges)
-        if len(ranges) == 1:
-            await self._scan(ranges[0])
-            return
-        failures: list[TapisError] = []
-
-        async def scan(key_range: _Range) -> None:
-            try:
-                await self._scan(key_range)
-            except TapisError as exc:
-                failures.append(exc)
-                tg.cancel_scope.cancel()
-
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._keep_page, first)
             for key_range in ranges:
-                tg.start_soon(scan, key_range)
-        if failures:
-            raise failures[0]
+                tg.start_soon(self._scan_or_stop, key_range, tg)
+        if self._failures:
+            raise self._failures[0]
 
-    async def _scan(self, key_range: _Range) -> None:
+    async def _scan_or_stop(self, key_range: _Range, tg: TaskGroup) -> None:
+        # The error is kept, not raised, so it does not arrive wrapped in a group.
+        try:
+            await self._scan(key_range, tg)
+        except TapisError as exc:
+            self._failures.append(exc)
+            tg.cancel_scope.cancel()
+
+    async def _scan(self, key_range: _Range, tg: TaskGroup) -> None:
         cursor = key_range.start_after
+        asked = time.perf_counter()
         page = await self._fetch(key_range, start_after=cursor)
+        latency = time.perf_counter() - asked
         while True:
             cursor = self._advance(page, cursor)
             if not self._is_full(page):
-                self._keep_page(page)
+                await self._keep_page(page)
                 return
+            if (undecided := self._undecided) is not None and cursor is not None:
+                self._undecided = None
+                key_range = self._split_rest(undecided, key_range, cursor, latency, tg)
             # The next page needs only the cursor: fetch it while this one is parsed.
             upcoming: list[SearchPage | TapisError] = []
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._fetch_into, upcoming, key_range, cursor)
-                await anyio.lowlevel.checkpoint()
-                self._keep_page(page)
+            async with anyio.create_task_group() as pair:
+                pair.start_soon(self._fetch_into, upcoming, key_range, cursor)
+                await self._keep_page(page)
             if isinstance(upcoming[0], TapisError):
                 raise upcoming[0]
             page = upcoming[0]
+
+    def _split_rest(
+        self,
+        undecided: _Undecided,
+        key_range: _Range,
+        cursor: str,
+        latency: float,
+        tg: TaskGroup,
+    ) -> _Range:
+        """How many ranges the key space after `cursor` is scanned in (decided once, after the
+        second page): start the others and return the one this scan continues with."""
+        rest = None if undecided.pages is None else undecided.pages - 1
+        count = ranges_needed(
+            rest, latency_s=latency, max_ranges=None, concurrency=undecided.concurrency
+        )
+        if count <= 1:
+            return key_range
+        ranges = split_after(cursor, count)
+        self.ranges = len(ranges)
+        for other in ranges[1:]:
+            tg.start_soon(self._scan_or_stop, other, tg)
+        return ranges[0]
 
     async def _fetch_into(
         self, into: list[SearchPage | TapisError], key_range: _Range, start_after: str | None
@@ -252,19 +288,30 @@ class _Poll:
             raise TapisError("search_jobs", "the last record of a page has no uuid")
         return cursor
 
-    def _keep_page(self, page: SearchPage) -> None:
-        for record in page.records:
-            self._keep(record, _uuid_of(record))
+    async def _keep_page(self, page: SearchPage) -> None:
+        # Parsed in a worker thread: the event loop thread then waits in the selector without the
+        # GIL, so the thread fetching the next page gets it, sends its request and the server
+        # works on it while this page is parsed. Parsed in the event loop thread, the loop only
+        # ever let go of the GIL for an instant and that request went out after the parse.
+        jobs, bad = await anyio.to_thread.run_sync(_parse_page, page.records)
+        for job in jobs:
+            self.jobs.setdefault(job.uuid, job)
+        self.malformed += len(bad)
+        if self._on_malformed is not None:
+            for uuid, detail in bad:
+                self._on_malformed(uuid, detail)
 
-    def _keep(self, record: Any, uuid: str | None) -> None:
+
+def _parse_page(records: Sequence[Any]) -> tuple[list[Job], list[tuple[str | None, str]]]:
+    """The jobs of a page's records, and (uuid, defect) for each record that could not be read."""
+    jobs: list[Job] = []
+    bad: list[tuple[str | None, str]] = []
+    for record in records:
         try:
-            job = parse_job(record)
+            jobs.append(parse_job(record))
         except JobRecordError as exc:
-            self.malformed += 1
-            if self._on_malformed is not None:
-                self._on_malformed(uuid, exc.detail)
-            return
-        self.jobs.setdefault(job.uuid, job)
+            bad.append((_uuid_of(record), exc.detail))
+    return jobs, bad
 
 
 def select_for(fields: Sequence[str]) -> tuple[str, ...]:
