@@ -11,10 +11,11 @@ uuid key space may be cut into disjoint ranges (`uuid.gte`/`uuid.lt`; the first 
 after the first page, the last one is open-ended, so together they cover every string) and the
 ranges are scanned concurrently, each by key. Ranges pay only when the server answers slowly and
 can answer several requests at once; they cost a few more pages and, against a server that is
-the bottleneck already, slow the poll down. So by default the poll splits only when the first
-page's latency projects a one-range scan longer than `SPLIT_AFTER_S`, and then into about one
-range per `SPLIT_AFTER_S` of projected scan. Within a range the next page is fetched while the
-current one is parsed. The poll makes only search requests, never one per job.
+the bottleneck already, slow the poll down. So by default the poll scans on in one range and,
+after the second page (the first also counts the total, so its latency says little), splits what
+is left only when that page's latency projects a one-range scan longer than `SPLIT_AFTER_S`: into
+about one range per `SPLIT_AFTER_S` of projected scan. Within a range the next page is fetched
+while the current one is parsed. The poll makes only search requests, never one per job.
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ async def poll_jobs(
     """List every job of the identity whose status is in `statuses`, with `fields` selected.
 
     By default (`max_ranges=None`) the pages after the first are scanned in one key range unless
-    the first page's latency projects that scan longer than `SPLIT_AFTER_S`; then in up to the
-    client's concurrency ranges. An explicit `max_ranges` splits whenever more pages follow, into
-    up to that many ranges (one page each at least). Records that cannot be parsed are reported
+    the second page's latency projects that scan longer than `SPLIT_AFTER_S`; then what is left
+    is split into up to the client's concurrency ranges. An explicit `max_ranges` splits right
+    after the first page whenever more pages follow, into up to that many ranges (one page each
+    at least). Records that cannot be parsed are reported
     through `on_malformed` and skipped.
 
     Raises:
@@ -332,7 +334,7 @@ def ranges_needed(
     """How many key ranges to scan the `pages` after the first in (at least 1).
 
     `max_ranges` given: up to that many, one page each at least. Otherwise one range unless the
-    projected one-range scan (`pages` x the first page's `latency_s`) exceeds `SPLIT_AFTER_S`;
+    projected one-range scan (`pages` x one page's `latency_s`) exceeds `SPLIT_AFTER_S`;
     then one range per `SPLIT_AFTER_S` of it, up to `concurrency`. An unknown count is one range.
     """
     if pages is None or pages <= 1:
