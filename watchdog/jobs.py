@@ -36,6 +36,16 @@ ALL_STATUSES: tuple[str, ...] = (
     "FAILED",
 )
 TERMINAL_STATUSES: frozenset[str] = frozenset({"FINISHED", "FAILED", "CANCELLED"})
+# Every timestamp attribute of a Tapis job record (UTC ISO-8601 ending in Z, or null).
+TIMESTAMP_FIELDS: tuple[str, ...] = (
+    "created",
+    "ended",
+    "lastUpdated",
+    "remoteSubmitted",
+    "remoteStarted",
+    "remoteEnded",
+    "remoteLastStatusCheck",
+)
 ACTIVE_STATUSES: tuple[str, ...] = tuple(s for s in ALL_STATUSES if s not in TERMINAL_STATUSES)
 
 # Attributes every poll selects: what the rule selectors and the time conditions read.

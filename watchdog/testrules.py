@@ -39,21 +39,12 @@ from watchdog.config import Config, load_config
 from watchdog.decide import Plan, plan
 from watchdog.durations import parse_relative
 from watchdog.errors import ConfigError, JobRecordError
-from watchdog.jobs import Job, parse_job
+from watchdog.jobs import TIMESTAMP_FIELDS, Job, parse_job
 from watchdog.rules import CompiledRule, Verdict, compile_rules, evaluate
 
 if TYPE_CHECKING:
     import argparse
 
-TIME_FIELDS = (
-    "created",
-    "ended",
-    "lastUpdated",
-    "remoteSubmitted",
-    "remoteStarted",
-    "remoteEnded",
-    "remoteLastStatusCheck",
-)
 EXPECTATIONS = ("cancel", "warn", "none")
 CASE_KEYS = frozenset({"name", "now", "job", "status_since", "first_match", "expect", "rule"})
 
@@ -128,7 +119,7 @@ def _job(record: Any, now: datetime, where: str) -> Job:
         "parameterSet": {},
     }
     full.update(record)
-    for key in TIME_FIELDS:
+    for key in TIMESTAMP_FIELDS:
         if full.get(key) is not None:
             full[key] = _iso(_time(full[key], now, f"{where}.{key}"))
     if "status" not in record:

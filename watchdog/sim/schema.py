@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchdog.durations import parse_relative
+from watchdog.jobs import TIMESTAMP_FIELDS as JOB_TIMESTAMP_FIELDS
 
 MAIN_PATH = (
     "PENDING",
@@ -37,17 +38,7 @@ SUMMARY_FIELDS = (
     "appVersion",
     "lastUpdated",
 )
-TIMESTAMP_FIELDS = frozenset(
-    {
-        "created",
-        "ended",
-        "lastUpdated",
-        "remoteSubmitted",
-        "remoteStarted",
-        "remoteEnded",
-        "remoteLastStatusCheck",
-    }
-)
+TIMESTAMP_FIELDS = frozenset(JOB_TIMESTAMP_FIELDS)
 INT_FIELDS = frozenset(
     {
         "id",
