@@ -437,3 +437,20 @@ def test_message_for_a_skipped_cancel_and_sparse_events() -> None:
     assert sparse.title == "tapis-watchdog: something new: watchdog"
     assert sparse.body == "Outcome: something new"
     assert sparse.notify_type == "info"
+
+
+def test_a_dry_run_warning_does_not_use_up_the_real_one(
+    recorder: Recorder, claims: Claims, failures: Failures
+) -> None:
+    notifier = _notifier(recorder.url, ["job_warned"], claims, failures)
+    notifier.observe_event(_job_event(event="job_warned", dry_run=True))
+    notifier.observe_event(_job_event(event="job_warned", dry_run=True))
+    notifier.observe_event(_job_event(event="job_warned", dry_run=False))
+    assert notifier.close(timeout=20)
+    assert len(recorder.posts) == 2
+    assert claims.calls == [
+        ("j-1", "frontera-12h", "job_warned:dry_run"),
+        ("j-1", "frontera-12h", "job_warned:dry_run"),
+        ("j-1", "frontera-12h", "job_warned"),
+    ]
+    assert failures == []

@@ -224,8 +224,11 @@ class Notifier:
             return
         job = _text(event.get("job_uuid"))
         if job is not None:
+            # A dry run's message is claimed apart from the real one, so a rule that leaves
+            # shadow mode still notifies its first real warning or cancel.
+            claimed = f"{name}:dry_run" if event.get("dry_run") is True else name
             try:
-                if not self._claim(job, _text(event.get("rule")) or "-", name):
+                if not self._claim(job, _text(event.get("rule")) or "-", claimed):
                     return
             except Exception as exc:
                 self._report(name, f"not sent: claim failed: {type(exc).__name__}: {exc}")
