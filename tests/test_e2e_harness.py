@@ -161,6 +161,7 @@ class Tenant:
         dry_run: bool = False,
         on_event: Callable[[Event], None] | None = None,
         password: str = PASSWORD,
+        expect_code: int = 0,
     ) -> list[Event]:
         """One `run --once` in this process; returns every event it logged, in order."""
         events: list[Event] = []
@@ -181,7 +182,7 @@ class Tenant:
             daemon.store.close()
             if server is not None:
                 server.close()
-        assert code == 0
+        assert code == expect_code
         return events
 
     def command(

@@ -100,7 +100,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ loop
     async def serve(self) -> int:
-        """Run until stopped (or one cycle with `once`). Returns the exit code.
+        """Run until stopped (or one cycle with `once`). Returns the exit code: 0, or 1 when
+        the one poll of `once` failed (and so acted on nothing).
 
         Raises:
             TapisAuthError: the identity cannot log in (at start, or with `once`).
@@ -115,6 +116,7 @@ class Daemon:
             dry_run=self.dry_run,
             **extra,
         )
+        exit_code = 0
         try:
             # Signals are handled from the first moment: a stop or a reload that arrives while
             # the first login still waits for Tapis must not kill the process (SIGHUP's default).
@@ -134,8 +136,13 @@ class Daemon:
                             self.fatal = exc
                         else:
                             await self.actor.resume_pending(followers)
-                            await self.poll_once(followers)
-                            self.stop_reason = "one poll done (--once)"
+                            if await self.poll_once(followers):
+                                self.stop_reason = "one poll done (--once)"
+                            else:
+                                # cron has only the exit code to tell a poll that saw nothing
+                                # from one that could not look.
+                                self.stop_reason = "the poll failed (--once)"
+                                exit_code = 1
                     else:
                         await self._loop(followers)
                 root.cancel_scope.cancel()
@@ -148,7 +155,7 @@ class Daemon:
                     await self.notifier.aclose()
                 await self.client.aclose()
             self._log_stopped()
-        return 0
+        return exit_code
 
     async def _login_once(self) -> None:
         try:
