@@ -300,6 +300,23 @@ async def test_exempt_job_in_a_grace_rule_is_never_promised_a_cancel(
     assert not named(again, "job_cancel_skipped")
 
 
+async def test_warn_rules_do_not_warn_exempt_jobs(tenant: TenantFactory) -> None:
+    jobs: list[dict[str, Any]] = [
+        {"name": "kept", "status": "RUNNING", "remoteStarted": "-2h", "tags": ["keep"]},
+        {"name": "plain", "status": "RUNNING", "remoteStarted": "-2h"},
+    ]
+    t = tenant(base_fleet(jobs))
+    rule = {"name": "heads-up", "when": {"runtime_over": "1h"}, "action": "warn"}
+    t.write_config([rule], safety={"exempt": {"tags": ["keep"]}})
+    kept, plain = t.uuid("kept"), t.uuid("plain")
+    events = await t.run_once()
+    check_event_fields(events)
+    # Exempt means never acted on: the match is logged, but nothing goes into its history.
+    assert jobs_of(events, "rule_matched") == {kept, plain}
+    assert jobs_of(events, "job_warned") == {plain}
+    assert t.posts("sendEvent") == [plain]
+
+
 async def test_cancel_that_failed_while_tapis_was_unavailable_is_tried_next_poll(
     tenant: TenantFactory,
 ) -> None:

@@ -7,7 +7,7 @@ test proves exactly what the daemon would do:
 - a matching `cancel` rule with a grace period warns until `first_match + grace`, then is due;
 - the first due `cancel` rule in file order wins; a per-rule dry-run rule never takes the place of
   a rule that really acts (it is a shadow: logged as a would-be cancel);
-- an exempt job is never cancelled, nor warned by a grace period that it will be.
+- an exempt job is never acted on: never cancelled, never warned (its matches are only logged).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def plan(
         first_match: when each rule first matched this job (absent: it matches for the first
             time now).
         now: the evaluation time.
-        exempt: the job is exempt from cancels (tags, owners or uuids of `safety.exempt`).
+        exempt: the job is exempt (tags, owners or uuids of `safety.exempt`): never acted on.
     """
     steps: list[Step] = []
     winner: Verdict | None = None
@@ -83,7 +83,8 @@ def plan(
         if not verdict.matched:
             continue
         if verdict.action == "warn":
-            steps.append(Step(verdict, "warn"))
+            # Exempt means never acted on: no warning into the job's history either.
+            steps.append(Step(verdict, "matched" if exempt else "warn"))
             continue
         # An exempt job is never cancelled, so it is never warned that it will be: its
         # cancel rule is due at once, and the cancel is skipped as exempt.
