@@ -218,6 +218,18 @@ def test_history_shows_the_audit_trail_of_a_run(
     assert f"{len(events)} events since" in text
 
 
+def test_history_without_a_state_store_says_so_and_creates_nothing(
+    tenant: TenantFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = tenant(base_fleet(JOBS))
+    t.write_config(RULES)
+    assert not t.state_path.exists()
+    assert main(["history", "-c", str(t.config_path)]) == 1
+    assert "no state store at" in capsys.readouterr().err
+    assert not t.state_path.exists()
+    assert not t.state_path.parent.exists() or not any(t.state_path.parent.iterdir())
+
+
 def test_run_with_a_wrong_password_exits_3(tenant: TenantFactory) -> None:
     t = tenant(base_fleet(JOBS))
     t.write_config(RULES)

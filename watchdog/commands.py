@@ -18,6 +18,7 @@ from watchdog.errors import (
     JobNotFoundError,
     JobRecordError,
     JobTerminalError,
+    StateError,
     TapisError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
@@ -148,7 +149,11 @@ async def _explain_remote(config: Config, uuids: Sequence[str], now: datetime) -
                 continue
             since = None
             if job.status not in {"RUNNING", "QUEUED"}:
-                since = status_entered_from_history(await client.get_history(uuid), job.status)
+                try:
+                    history = await client.get_history(uuid)
+                    since = status_entered_from_history(history, job.status)
+                except (TapisError, JobRecordError) as exc:
+                    _out(f"job {uuid}: time in {job.status} unknown, no history: {exc}")
             _explain_job(job, config, now, since)
     finally:
         await client.aclose()
@@ -228,6 +233,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         since = datetime.now(UTC) - parse_duration(args.since)
     except ValueError as exc:
         raise ConfigError([f"--since: {exc}"]) from exc
+    if not Path(config.state.path).exists():
+        # Opening would create an empty store, in a place the daemon may not own.
+        raise StateError(
+            f"no state store at {config.state.path}: the daemon has not run with this "
+            "configuration here (state.path)"
+        )
     store = StateStore.open(config.state.path)
     try:
         events = store.events_since(since)
