@@ -47,7 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("run", help="run the daemon (or one poll with --once)")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (or one poll with --once)",
+        description=(
+            "Poll every active job of the configured identity on a fixed cadence, evaluate the "
+            "rules, cancel offending jobs (fresh status check, cancelJob, follow until terminal) "
+            "and log every decision as one JSON line. SIGTERM/SIGINT stop it, SIGHUP reloads the "
+            "configuration. Exit: 0 stopped; 1 unexpected failure, or --once whose poll failed; 2"
+            " invalid configuration; 3 cannot authenticate."
+        ),
+    )
     _add_config(p)
     p.add_argument("--dry-run", action="store_true", help="decide and log, cancel nothing")
     p.add_argument(
@@ -57,11 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="watchdog.commands:cmd_run")
 
-    p = sub.add_parser("check", help="validate the configuration and summarise its rules")
+    p = sub.add_parser(
+        "check",
+        help="validate the configuration and summarise its rules",
+        description=(
+            "Load and validate the configuration (every problem names its key path), then print a"
+            " one-line summary of each rule. Exit: 0 valid, 2 invalid."
+        ),
+    )
     _add_config(p)
     p.set_defaults(handler="watchdog.commands:cmd_check")
 
-    p = sub.add_parser("explain", help="show, rule by rule, what matches a job and why")
+    p = sub.add_parser(
+        "explain",
+        help="show, rule by rule, what matches a job and why",
+        description=(
+            "Fetch jobs from Tapis (or read saved job records with --job-file, no credentials "
+            "needed) and show each rule's verdict with its reason, and what the daemon would do. "
+            "Acts on nothing. Exit: 0; 2 for a bad file or configuration."
+        ),
+    )
     _add_config(p)
     p.add_argument("uuids", nargs="*", metavar="UUID", help="jobs to fetch from Tapis")
     p.add_argument(
@@ -75,25 +100,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="watchdog.commands:cmd_explain")
 
     p = sub.add_parser(
-        "test-rules", help="check rules against offline cases (jobs, a clock, verdicts)"
+        "test-rules",
+        help="check rules against offline cases (jobs, a clock, verdicts)",
+        description="Evaluate each case of a case file (a job as a partial Tapis record, a "
+        "clock, and the expected verdict: cancel, warn or none, with the rule) through the "
+        "daemon's own evaluation, and show failures as expected versus got. The case format "
+        "is described in README.md. Exit: 0 all pass, 1 a case fails, 2 a malformed file.",
     )
     _add_config(p)
     p.add_argument("cases", metavar="CASES.yaml", help="the case file")
     p.set_defaults(handler="watchdog.testrules:cmd_test_rules")
 
-    p = sub.add_parser("cancel", help="cancel one job by hand and follow it until it is terminal")
+    p = sub.add_parser(
+        "cancel",
+        help="cancel one job by hand and follow it until it is terminal",
+        description=(
+            "Check the job's status, refuse a terminal job, ask for confirmation (unless --yes), "
+            "cancel it, then follow its status until Tapis shows it terminal or "
+            "safety.verify_timeout passes. Exit: 0 cancelled; 1 refused, unknown, or not "
+            "confirmed; 2 no --yes without a terminal; 3 cannot authenticate."
+        ),
+    )
     _add_config(p)
-    p.add_argument("uuid", metavar="UUID")
+    p.add_argument("uuid", metavar="UUID", help="the job to cancel")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler="watchdog.commands:cmd_cancel")
 
-    p = sub.add_parser("history", help="the audit trail from the state store")
+    p = sub.add_parser(
+        "history",
+        help="the audit trail from the state store",
+        description=(
+            "Print the events recorded in the state store (state.path) since a time, oldest "
+            "first. Exit: 0; 1 when there is no state store yet."
+        ),
+    )
     _add_config(p)
     p.add_argument("--since", default="24h", metavar="DURATION", help="how far back (default 24h)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler="watchdog.commands:cmd_history")
 
-    p = sub.add_parser("sim", help="run the built-in Tapis simulator")
+    p = sub.add_parser(
+        "sim",
+        help="run the built-in Tapis simulator",
+        description=(
+            "Serve a simulated Tapis v3 tenant on loopback for trying rules, the demo, tests and "
+            "benchmarks. The first line on stdout is JSON with base_url, tenant_id, username and "
+            "password; it serves until SIGTERM or SIGINT. Exit: 0; 2 for an invalid fleet file."
+        ),
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     p.add_argument("--fleet", metavar="FILE", help="a fleet file (YAML or JSON)")
@@ -102,7 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="jobs move through their statuses over time")
     p.set_defaults(handler="watchdog.sim.cli:cmd_sim")
 
-    p = sub.add_parser("demo", help="run the daemon against the simulator with a small fleet")
+    p = sub.add_parser(
+        "demo",
+        help="run the daemon against the simulator with a small fleet",
+        description=(
+            "Start the simulator in live mode with a small fleet (a runaway job, a bad input, a "
+            "job stuck in staging, a long queue wait, an exempt job, healthy jobs), watch it with"
+            " the example rules for about 30 seconds, then print what the watchdog did. Needs no "
+            "Tapis account; leaves nothing running. Exit: 0."
+        ),
+    )
     p.set_defaults(handler="watchdog.demo:cmd_demo")
     return parser
 
