@@ -7,30 +7,28 @@ Per poll, `Actor.handle_poll` turns every job's verdicts into at most one action
 - a warned match that stops matching before it acted is cleared (`job_cleared`);
 - the first matching `cancel` rule in file order whose grace has ended wins; per-rule dry-run rules
   log what they would have done but never take the place of a rule that really acts;
-- exempt jobs, dry run, an open circuit breaker and a job found terminal in the fresh status check
-  right before the cancel each skip the cancel with `job_cancel_skipped`;
-- a cancel is written to the state store as an intent before it is sent, then followed until the job
-  is terminal (`job_cancelled`) or `verify_timeout` passes (`job_cancel_unconfirmed`), re-sending it
-  once if the job is still active after `resend_after`; a cancel that failed because Tapis was
-  unavailable is tried again on the next poll, any other refusal is final.
+- exempt jobs, dry run, an open circuit breaker (`breaker.py`) and a job found terminal in the
+  fresh status check right before the cancel each skip the cancel with `job_cancel_skipped`;
+- a cancel is written to the state store as an intent before it is sent, then handed to
+  `verify.CancelFollower`, which follows it until the job is terminal (`job_cancelled`) or
+  `verify_timeout` passes (`job_cancel_unconfirmed`), re-sending it once if the job is still active
+  after `resend_after`; a cancel that failed because Tapis was unavailable is tried again on the
+  next poll, any other refusal is final.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio
 
+from watchdog.breaker import allowed_cancels
 from watchdog.decide import plan
-from watchdog.durations import format_duration
 from watchdog.errors import (
     JobNotAuthorizedError,
-    JobNotFoundError,
     JobRecordError,
     JobTerminalError,
     TapisError,
@@ -38,6 +36,7 @@ from watchdog.errors import (
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, status_entered_from_history
 from watchdog.rules import Verdict, evaluate, needs_status_since
+from watchdog.verify import CancelFollower
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,8 +54,6 @@ if TYPE_CHECKING:
 # cancel failed for want of it, the rule may act after all.
 UNAVAILABLE = "unavailable"
 TRANSIENT_OUTCOMES = frozenset({"dry_run", "circuit_open", "exempt", UNAVAILABLE})
-BREAKER_META_KEY = "circuit_open"
-HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +81,12 @@ class Actor:
     dry_run: bool = False
     resend_after: float = 60.0
     follow_max_interval: float = 30.0
-    _following: set[str] = field(default_factory=set)
+    _follower: CancelFollower = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The follower reads safety, resend_after and follow_max_interval from this actor when
+        # it uses them, so what a reload sets here applies to following too.
+        self._follower = CancelFollower(self.client, self.store, self.events, policy=self)
 
     # ------------------------------------------------------------------ per poll
     async def handle_poll(
@@ -266,7 +268,7 @@ class Actor:
             and decision.outcome not in TRANSIENT_OUTCOMES
         ):
             return True
-        return cand.job.uuid in self._following
+        return cand.job.uuid in self._follower.following
 
     def _is_exempt(self, job: Job) -> bool:
         exempt = self.safety.exempt
@@ -289,7 +291,9 @@ class Actor:
                 self._skip_once(cand, "dry_run", now)
             else:
                 due.append(cand)
-        allowed = self._breaker(due, now)
+        allowed = allowed_cancels(
+            len(due), now, safety=self.safety, store=self.store, events=self.events
+        )
         for cand in due[allowed:]:
             self._skip_once(cand, "circuit_open", now)
         sent = 0
@@ -303,33 +307,6 @@ class Actor:
             for cand in due[:allowed]:
                 tg.start_soon(one, cand)
         return sent
-
-    def _breaker(self, due: Sequence[_Candidate], now: datetime) -> int:
-        """How many of this poll's due cancels may be sent; opens/closes the circuit."""
-        was_open = self.store.get_meta(BREAKER_META_KEY) == "1"
-        per_poll = self.safety.max_cancels_per_poll
-        left_this_hour = max(
-            0, self.safety.max_cancels_per_hour - self.store.cancels_sent_since(now - HOUR)
-        )
-        if len(due) > per_poll:
-            allowed = 0
-            reason = f"{len(due)} cancels due this poll, over max_cancels_per_poll {per_poll}"
-        elif len(due) > left_this_hour:
-            allowed = left_this_hour
-            reason = (
-                f"{len(due)} cancels due, only {left_this_hour} left of max_cancels_per_hour "
-                f"{self.safety.max_cancels_per_hour}"
-            )
-        else:
-            allowed = len(due)
-            reason = ""
-        if allowed < len(due) and not was_open:
-            self.store.set_meta(BREAKER_META_KEY, "1")
-            self.events.circuit_opened(reason=reason, due=len(due), allowed=allowed)
-        elif allowed == len(due) and was_open:
-            self.store.set_meta(BREAKER_META_KEY, "0")
-            self.events.circuit_closed(reason=f"{len(due)} cancels due, within the limits")
-        return allowed
 
     async def _cancel(  # noqa: PLR0911 - one exit per outcome of the seed's flow
         self, cand: _Candidate, followers: TaskGroup
@@ -358,10 +335,12 @@ class Actor:
             # was sent. Following re-sends it once if the job is still active after
             # resend_after, which is the one re-send a cancel ever gets.
             lost = f"{verdict.reason}; the answer to the cancel was lost ({exc.detail})"
-            return self._cancel_sent(cancel_id, job, verdict.rule, lost, followers)
+            self._follower.sent(followers, cancel_id, job, verdict.rule, lost)
+            return True
         except TapisError as exc:
             return self._cancel_failed(cancel_id, cand, exc)
-        return self._cancel_sent(cancel_id, job, verdict.rule, verdict.reason, followers)
+        self._follower.sent(followers, cancel_id, job, verdict.rule, verdict.reason)
+        return True
 
     def _cancel_failed(self, cancel_id: int, cand: _Candidate, exc: TapisError) -> bool:
         """A cancel Tapis did not take. Unavailable: the next poll checks the status afresh and
@@ -380,17 +359,6 @@ class Actor:
         )
         return False
 
-    def _cancel_sent(
-        self, cancel_id: int, job: Job, rule: str, reason: str, followers: TaskGroup
-    ) -> bool:
-        sent_at = datetime.now(UTC)
-        self.store.mark_cancel_sent(cancel_id, sent_at)
-        self.store.record_acted(job.uuid, rule, sent_at, "requested")
-        self.events.job_cancel_requested(job, rule=rule, reason=reason, dry_run=False)
-        self._following.add(job.uuid)
-        followers.start_soon(self.follow, cancel_id, job, rule, reason, sent_at)
-        return True
-
     def _refused(self, cancel_id: int, cand: _Candidate, why: str, exc: TapisError) -> None:
         at = datetime.now(UTC)
         self.store.finish_cancel(cancel_id, why, at, detail=str(exc))
@@ -404,7 +372,7 @@ class Actor:
         )
 
     # ------------------------------------------------------------------ verification
-    async def follow(  # noqa: C901 - one loop: status, confirm, deadline, one re-send
+    async def follow(
         self,
         cancel_id: int,
         job: Job,
@@ -414,181 +382,16 @@ class Actor:
         *,
         maybe_unsent: bool = False,
     ) -> None:
-        """Follow a cancelled job until it is terminal or `verify_timeout` passes.
-
-        `maybe_unsent`: the cancel was recorded as an intent but the daemon stopped before it
-        recorded sending it; if the job is still active, the cancel is sent (again) at once, and
-        `verify_timeout` counts from then.
-        """
-        if maybe_unsent:
-            sent = await self._send_intent(cancel_id, job, rule, reason)
-            if sent is not None:
-                sent_at, maybe_unsent = sent, False
-        start = time.monotonic()
-        # An intent that may never have gone out has not been waiting for Tapis: its time
-        # to be confirmed starts now, not when the stopped daemon wrote it.
-        elapsed_before = (
-            0.0 if maybe_unsent else max(0.0, (datetime.now(UTC) - sent_at).total_seconds())
+        """Follow a cancelled job until it is terminal (see `CancelFollower.follow`)."""
+        await self._follower.follow(
+            cancel_id, job, rule, reason, sent_at, maybe_unsent=maybe_unsent
         )
-        deadline = start + max(0.0, self.safety.verify_timeout.total_seconds() - elapsed_before)
-        resend_at = start if maybe_unsent else start + max(0.0, self.resend_after - elapsed_before)
-        resent = not maybe_unsent and elapsed_before >= self.resend_after
-        wait = 0.5
-        status: str | None = None
-        try:
-            while True:
-                try:
-                    status = await self.client.get_status(job.uuid)
-                except JobNotFoundError:
-                    status = None
-                except TapisUnavailableError:
-                    status = None  # keep following: Tapis may be back before the deadline
-                if status in TERMINAL_STATUSES:
-                    self._confirmed(cancel_id, job, rule, reason, sent_at=sent_at, status=status)
-                    return
-                mono = time.monotonic()
-                if mono >= deadline:
-                    break
-                if not resent and mono >= resend_at and status is not None:
-                    resent = True
-                    wait = 0.5  # a re-sent cancel lands like a first one: look again soon
-                    if not await self._resend(cancel_id, job, rule, reason, status):
-                        continue  # ended meanwhile: the next status check confirms it
-                mono = time.monotonic()
-                next_check = min(mono + wait, deadline)
-                if not resent:
-                    next_check = min(next_check, resend_at)
-                await anyio.sleep(max(0.0, next_check - mono))
-                wait = min(wait * 2, self.follow_max_interval)
-            self.store.finish_cancel(
-                cancel_id, "unconfirmed", datetime.now(UTC), final_status=status
-            )
-            self.events.job_cancel_unconfirmed(
-                _with_status(job, status or job.status),
-                rule=rule,
-                reason=f"{reason}; still {status or 'unknown'} "
-                f"{format_duration(self.safety.verify_timeout)} after the cancel",
-                dry_run=False,
-            )
-        finally:
-            self._following.discard(job.uuid)
-
-    def _confirmed(
-        self,
-        cancel_id: int,
-        job: Job,
-        rule: str,
-        reason: str,
-        *,
-        sent_at: datetime,
-        status: str,
-    ) -> None:
-        at = datetime.now(UTC)
-        latency = (at - sent_at).total_seconds()
-        self.store.finish_cancel(cancel_id, "cancelled", at, final_status=status, latency_s=latency)
-        self.events.job_cancelled(
-            _with_status(job, status),
-            rule=rule,
-            reason=reason,
-            final_status=status,
-            latency_s=round(latency, 3),
-            dry_run=False,
-        )
-
-    async def _resend(self, cancel_id: int, job: Job, rule: str, reason: str, status: str) -> bool:
-        """Send the cancel once more. False when Tapis says the job has ended meanwhile."""
-        try:
-            await self.client.cancel_job(job.uuid)
-        except JobTerminalError:
-            return False
-        except TapisError:
-            return True  # logged by the client; keep following
-        self._record_sent(cancel_id, job.uuid, rule)
-        self.events.job_cancel_requested(
-            _with_status(job, status),
-            rule=rule,
-            reason=f"{reason}; still {status}, cancel sent again",
-            dry_run=False,
-            attempt=2,
-        )
-        return True
-
-    async def _send_intent(
-        self, cancel_id: int, job: Job, rule: str, reason: str
-    ) -> datetime | None:
-        """Send a cancel recorded only as an intent, after a fresh status check.
-
-        Returns when it was sent, or None when it was not: the job is terminal, or Tapis could
-        not say or refused (the follow loop then looks again, and tries once more).
-        """
-        try:
-            status = await self.client.get_status(job.uuid)
-            if status in TERMINAL_STATUSES:
-                return None
-            await self.client.cancel_job(job.uuid)
-        except TapisError:
-            return None  # logged by the client
-        sent_at = self._record_sent(cancel_id, job.uuid, rule)
-        self.events.job_cancel_requested(
-            _with_status(job, status), rule=rule, reason=f"{reason}; sent now", dry_run=False
-        )
-        return sent_at
-
-    def _record_sent(self, cancel_id: int, job_uuid: str, rule: str) -> datetime:
-        """The cancel reached Tapis: the intent is sent and the (job, rule) decision is acted."""
-        at = datetime.now(UTC)
-        self.store.mark_cancel_sent(cancel_id, at)
-        self.store.record_acted(job_uuid, rule, at, "requested")
-        return at
 
     async def resume_pending(self, followers: TaskGroup) -> None:
         """After a restart: follow cancels that were sent (or may have been) but not confirmed."""
-        for record in self.store.pending_cancels():
-            job = await self._job_for(record.job_uuid)
-            if job is None:
-                continue
-            decision = self.store.decision(record.job_uuid, record.rule)
-            reason = (
-                "cancel sent before a restart"
-                if record.sent_at is not None
-                else "cancel decided before a restart"
-            )
-            if decision is not None and decision.outcome:
-                reason = f"{reason} ({decision.outcome})"
-            if record.sent_at is not None and (decision is None or decision.acted_at is None):
-                # Stopped between recording the send and the decision: close the decision, so
-                # the rule never sends this job a second cancel.
-                self.store.record_acted(record.job_uuid, record.rule, record.sent_at, "requested")
-            sent_at = record.sent_at or record.begun_at
-            self._following.add(job.uuid)
-            followers.start_soon(
-                partial(
-                    self.follow,
-                    record.id,
-                    job,
-                    record.rule,
-                    reason,
-                    sent_at,
-                    maybe_unsent=record.sent_at is None,
-                )
-            )
-
-    async def _job_for(self, job_uuid: str) -> Job | None:
-        from watchdog.jobs import parse_job  # noqa: PLC0415 - only needed after a restart
-
-        try:
-            record: dict[str, Any] = await self.client.get_job(job_uuid)
-            return parse_job(record)
-        except TapisError:
-            return None
-        except Exception:  # a malformed record must not stop the daemon
-            return None
+        await self._follower.resume_pending(followers)
 
 
 def _dry_warning_key(first_match_at: datetime) -> str:
     """The once-only claim of a match's dry-run `job_warned` (one per match, across restarts)."""
     return f"job_warned:dry_run:{first_match_at.isoformat()}"
-
-
-def _with_status(job: Job, status: str) -> Job:
-    return replace(job, status=status)
