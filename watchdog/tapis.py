@@ -3,238 +3,73 @@
 `TapisClient` wraps one offline-built tapipy client and makes it safe for a daemon:
 
 - a real timeout on every HTTP request (tapipy has none) and a connection pool sized to the thread
-  limiter, so concurrent calls never churn "Connection pool is full";
+  limiter, so concurrent calls never churn "Connection pool is full" (both in `tapis_http.py`);
 - every blocking tapipy call runs in a worker thread behind one `anyio.CapacityLimiter`;
 - log in with username/password (again, once, when Tapis says the token expired) or use a ready
   token;
 - bounded, jittered exponential retries on connection errors, timeouts, 5xx and 429 (honouring a
   capped `Retry-After`);
-- tapipy's exceptions translated into the `watchdog.errors` tree, here and nowhere else, with any
-  password or token scrubbed from the message;
+- tapipy's exceptions translated into the `watchdog.errors` tree, here and nowhere else (from the
+  HTTP facts, by `tapis_http.translate_failure`), with any password or token scrubbed;
 - plain Python data out: jobs responses are parsed once with orjson, never turned into tapipy's
   per-record `TapisResult` objects (that alone costs more than the HTTP round trip of a page).
 """
 
 from __future__ import annotations
 
-import email.utils
-import math
-import random
-import re
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, Self, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 import anyio.to_thread
-import orjson
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 from tapipy.configuration import Config
 from tapipy.errors import BaseTapyException
 from tapipy.tapis import Tapis, TapisResult
 
-from watchdog.errors import (
-    JobNotAuthorizedError,
-    JobNotFoundError,
-    JobTerminalError,
-    TapisAuthError,
-    TapisError,
-    TapisRequestError,
-    TapisUnavailableError,
+from watchdog.errors import TapisAuthError, TapisError, TapisUnavailableError
+from watchdog.tapis_http import (
+    RawResponseError,
+    ResponseHook,
+    Scrubber,
+    TimeoutAdapter,
+    TokenRejectedError,
+    translate_failure,
 )
+from watchdog.tapis_types import (
+    CallCounter,
+    JobStatus,
+    OnCall,
+    OnError,
+    RetryPolicy,
+    SearchPage,
+    Secret,
+    TapisSettings,
+    result_of,
+    reveal,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+
+__all__ = [
+    "HISTORY_PAGE",
+    "CallCounter",
+    "JobStatus",
+    "OnCall",
+    "OnError",
+    "RetryPolicy",
+    "SearchPage",
+    "Secret",
+    "TapisClient",
+    "TapisSettings",
+]
 
 T = TypeVar("T")
 
-OnCall = Callable[[str, int | None, float], None]
-"""`on_call(operation, http_status, latency_s)` after every HTTP request (None: no answer)."""
-OnError = Callable[[str, int | None, str, float | None], None]
-"""`on_error(operation, http_status, error, retry_in_s)`: after every failed request; retry_in_s is
-None when the call gives up."""
-
 HISTORY_PAGE = 100
-_MESSAGE_LIMIT = 500
-_SCRUBBED = "***"
-_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
-
-
-class Secret(Protocol):
-    """A secret value that does not print itself (pydantic's `SecretStr` is one)."""
-
-    def get_secret_value(self) -> str: ...
-
-
-class TapisSettings(Protocol):
-    """What the client needs from the `tapis:` section of the configuration."""
-
-    @property
-    def base_url(self) -> str: ...
-    @property
-    def tenant_id(self) -> str: ...
-    @property
-    def username(self) -> str | None: ...
-    @property
-    def password(self) -> Secret | None: ...
-    @property
-    def access_token(self) -> Secret | None: ...
-    @property
-    def client_id(self) -> str | None: ...
-    @property
-    def client_key(self) -> Secret | None: ...
-    @property
-    def timeout(self) -> timedelta: ...
-    @property
-    def max_concurrency(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long to retry a call that failed with a retryable error.
-
-    `attempts` counts the first try. The wait before retry n (1-based) is
-    `min(max_wait, initial_wait * 2**(n-1))`, jittered down by up to half; a `Retry-After` from
-    Tapis replaces it, capped at `max_wait`.
-    """
-
-    attempts: int = 3
-    initial_wait: float = 0.5
-    max_wait: float = 5.0
-
-    def wait_before_retry(self, retry_number: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return max(0.0, min(self.max_wait, retry_after))
-        base = min(self.max_wait, self.initial_wait * 2.0 ** (retry_number - 1))
-        # Jitter spreads the retries of many concurrent calls that failed together.
-        return base / 2 + random.uniform(0, base / 2)  # noqa: S311 - not cryptographic
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage:
-    """One page of a job search: raw records, the total (if asked), the HTTP requests it took."""
-
-    records: list[dict[str, Any]]
-    total: int | None
-    record_limit: int | None
-    requests: int
-
-
-class JobStatus(str):
-    """A job's status as the plain status string, with the job's `condition` (set once it ended)."""
-
-    __slots__ = ("condition",)
-    condition: str | None
-
-    def __new__(cls, status: str, condition: str | None = None) -> Self:
-        self = super().__new__(cls, status)
-        self.condition = condition
-        return self
-
-
-class CallCounter:
-    """HTTP requests made to Tapis, per operation and in total."""
-
-    def __init__(self) -> None:
-        self.by_operation: Counter[str] = Counter()
-
-    @property
-    def total(self) -> int:
-        return self.by_operation.total()
-
-    def add(self, operation: str) -> None:
-        self.by_operation[operation] += 1
-
-
-class _TimeoutAdapter(HTTPAdapter):
-    """Fills in a timeout on every request and parses JSON bodies once, with orjson."""
-
-    def __init__(self, timeout: float, pool_size: int) -> None:
-        self._default_timeout = timeout
-        super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
-
-    def send(  # type: ignore[override]  # noqa: PLR0917 - requests' own signature
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
-        verify: bool | str = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        return super().send(
-            request,
-            stream=stream,
-            timeout=self._default_timeout if timeout is None else timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
-
-    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        response = super().build_response(req, resp)
-        response.__class__ = _ParsedOnceResponse
-        return response
-
-
-class _ParsedOnceResponse(requests.Response):
-    """tapipy calls `json()` up to three times per response; parse once and remember."""
-
-    @property
-    def content(self) -> bytes:
-        # requests reads a body in 10 KiB chunks, retaking the GIL for each; under concurrent
-        # calls every retake can wait a whole switch interval. One read takes it far fewer times.
-        if self._content is False and not self._content_consumed and self.raw is not None:  # type: ignore[comparison-overlap]
-            self._content = self.raw.read(decode_content=True) or b""
-            self._content_consumed = True
-        return super().content
-
-    def json(self, **kwargs: Any) -> Any:
-        cached = self.__dict__.get("_watchdog_json", _UNPARSED)
-        if cached is _UNPARSED:
-            try:
-                cached = orjson.loads(self.content)
-            except orjson.JSONDecodeError:
-                cached = super().json(**kwargs)
-            self.__dict__["_watchdog_json"] = cached
-        return cached
-
-
-_UNPARSED = object()
-
-
-class _RawResponseError(Exception):
-    """Carries a successful jobs response past tapipy's TapisResult conversion (see `_raw_hook`)."""
-
-    def __init__(self, response: requests.Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-class _ResponseHook:
-    """A tapipy post-request plugin callable: notes each answer's status, passes jobs data raw.
-
-    tapipy runs these callables after a request is answered and before it builds TapisResult
-    objects; raising here hands the already parsed envelope of a successful jobs call back
-    unconverted.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def __call__(self, operation: Any, response: requests.Response, **_: Any) -> None:
-        self._local.status = response.status_code
-        if operation.resource_name == "jobs" and response.status_code < 300:
-            raise _RawResponseError(response)
-
-    def take_status(self) -> int | None:
-        """The status of the last answer this thread received since the last take."""
-        status: int | None = getattr(self._local, "status", None)
-        self._local.status = None
-        return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,14 +78,6 @@ class _Outcome:
     error: BaseTapyException | None
     http_status: int | None
     latency_s: float
-
-
-class _TokenRejectedError(Exception):
-    """Internal: Tapis refused the token (401 TAPIS_SECURITY_JWT_*); log in again and retry."""
-
-    def __init__(self, cause: TapisError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 class TapisClient:
@@ -271,11 +98,9 @@ class TapisClient:
         on_error: OnError | None = None,
     ) -> None:
         self._username = settings.username
-        self._password = _reveal(settings.password)
-        self._access_token = _reveal(settings.access_token)
-        self._secrets = tuple(
-            s for s in (self._password, self._access_token, _reveal(settings.client_key)) if s
-        )
+        self._password = reveal(settings.password)
+        self._access_token = reveal(settings.access_token)
+        self._scrubber = Scrubber((self._password, self._access_token, reveal(settings.client_key)))
         self._retry = retry or RetryPolicy()
         self._on_call = on_call
         self._on_error = on_error
@@ -290,15 +115,15 @@ class TapisClient:
             username=settings.username,
             password=self._password,
             client_id=settings.client_id,
-            client_key=_reveal(settings.client_key),
+            client_key=reveal(settings.client_key),
             config=Config(retries=0),
             download_latest_specs=False,
             debug_prints=False,
         )
-        adapter = _TimeoutAdapter(settings.timeout.total_seconds(), self.max_concurrency)
+        adapter = TimeoutAdapter(settings.timeout.total_seconds(), self.max_concurrency)
         self._tapis.requests_session.mount("http://", adapter)
         self._tapis.requests_session.mount("https://", adapter)
-        self._hook = _ResponseHook()
+        self._hook = ResponseHook()
         self._tapis.plugin_on_call_post_request_callables.append(self._hook)
 
     async def __aenter__(self) -> Self:
@@ -396,23 +221,8 @@ class TapisClient:
             "search_jobs",
             lambda t: t.jobs.getJobSearchList(_tapis_query_parameters=query),
         )
-        records = _result(envelope)
-        if not isinstance(records, list):
-            raise TapisUnavailableError("search_jobs", "the search result is not a list")
-        metadata = envelope.get("metadata") if isinstance(envelope, dict) else None
-        total = record_limit = None
-        if isinstance(metadata, dict):
-            raw_total = metadata.get("totalCount")
-            if compute_total and isinstance(raw_total, int) and raw_total >= 0:
-                total = raw_total
-            raw_limit = metadata.get("recordLimit")
-            if isinstance(raw_limit, int) and raw_limit > 0:
-                record_limit = raw_limit
-        return SearchPage(
-            records=records,
-            total=total,
-            record_limit=record_limit,
-            requests=requests_made,
+        return SearchPage.from_envelope(
+            envelope, compute_total=compute_total, requests=requests_made
         )
 
     async def get_job(self, uuid: str) -> dict[str, Any]:
@@ -422,7 +232,7 @@ class TapisClient:
             JobNotFoundError: Tapis does not know the job.
             TapisError: see the class docstring.
         """
-        result = _result(
+        result = result_of(
             await self._call("get_job", lambda t: t.jobs.getJob(jobUuid=uuid), job_uuid=uuid)
         )
         if not isinstance(result, dict):
@@ -436,7 +246,7 @@ class TapisClient:
             JobNotFoundError: Tapis does not know the job.
             TapisError: see the class docstring.
         """
-        result = _result(
+        result = result_of(
             await self._call(
                 "get_status", lambda t: t.jobs.getJobStatus(jobUuid=uuid), job_uuid=uuid
             )
@@ -464,7 +274,7 @@ class TapisClient:
                 return events
 
     async def _history_page(self, uuid: str, skip: int) -> list[Any]:
-        page = _result(
+        page = result_of(
             await self._call(
                 "get_history",
                 lambda t: t.jobs.getJobHistory(jobUuid=uuid, limit=HISTORY_PAGE, skip=skip),
@@ -539,7 +349,7 @@ class TapisClient:
             attempts += 1
             try:
                 value = await self._attempt(operation, fn, job_uuid=job_uuid, login=login)
-            except _TokenRejectedError as rejected:
+            except TokenRejectedError as rejected:
                 if relogged or not self.can_login:
                     self._report(operation, rejected.cause, None)
                     raise TapisAuthError(
@@ -574,15 +384,21 @@ class TapisClient:
             self._on_call(operation, outcome.http_status, outcome.latency_s)
         if outcome.error is None:
             return outcome.value  # type: ignore[no-any-return]
-        error = self._translate(operation, outcome.error, job_uuid=job_uuid, login=login)
-        raise error from outcome.error
+        raise translate_failure(
+            operation,
+            self._scrubber.message(outcome.error.message),
+            outcome.error.response,
+            cause=outcome.error.__context__,
+            job_uuid=job_uuid,
+            login=login,
+        ) from outcome.error
 
     def _run(self, fn: Callable[[Tapis], Any]) -> _Outcome:
         self._hook.take_status()
         started = time.perf_counter()
         try:
             value = fn(self._tapis)
-        except _RawResponseError as raw:
+        except RawResponseError as raw:
             latency = time.perf_counter() - started
             try:
                 value = raw.response.json()
@@ -595,72 +411,9 @@ class TapisClient:
             return _Outcome(None, exc, answered, time.perf_counter() - started)
         return _Outcome(value, None, self._hook.take_status(), time.perf_counter() - started)
 
-    def _translate(
-        self, operation: str, exc: BaseTapyException, *, job_uuid: str | None, login: bool
-    ) -> Exception:
-        response = exc.response
-        detail = self._scrub(_message_text(exc.message))
-        if response is None:
-            return TapisUnavailableError(
-                operation,
-                detail or "no answer",
-                job_uuid=job_uuid,
-                maybe_received=not _never_sent(exc.__context__),
-            )
-        status: int = response.status_code
-        if "JOBS_JOB_SELECT_UUID_ERROR" in detail and not login:
-            # Tapis answers an unknown uuid with 400, and getJob sometimes with 500.
-            return JobNotFoundError(operation, detail, http_status=status, job_uuid=job_uuid)
-        if status == 429 or status >= 500 or status < 300:
-            # A garbled success is a server fault too: worth another try.
-            return TapisUnavailableError(
-                operation,
-                detail,
-                http_status=status,
-                job_uuid=job_uuid,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-                maybe_received=status < 300,
-            )
-        if login:
-            return TapisAuthError(operation, detail, http_status=status)
-        return _refusal(operation, detail, status, job_uuid)
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _SCRUBBED)
-        # Tokens issued by a login are not in the configuration; any JWT is a credential.
-        return _JWT.sub(_SCRUBBED, text)
-
     def _report(self, operation: str, error: TapisError, retry_in_s: float | None) -> None:
         if self._on_error is not None:
             self._on_error(operation, error.http_status, error.detail, retry_in_s)
-
-
-def _never_sent(cause: BaseException | None) -> bool:
-    """True when the request provably never reached Tapis (the connection was not made)."""
-    if isinstance(cause, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
-        reason = getattr(cause.args[0], "reason", None)
-        return isinstance(reason, urllib3.exceptions.NewConnectionError)
-    return False
-
-
-def _refusal(operation: str, detail: str, status: int, job_uuid: str | None) -> Exception:
-    """The error for a 4xx answer to a jobs request (other than 429)."""
-    kwargs: dict[str, Any] = {"http_status": status, "job_uuid": job_uuid}
-    if status == 401:
-        if "JOBS_MISMATCHED_OWNER" in detail:
-            return JobNotAuthorizedError(operation, detail, **kwargs)
-        if "JWT" in detail.upper():
-            return _TokenRejectedError(TapisAuthError(operation, detail, **kwargs))
-        if job_uuid is not None:
-            return JobNotAuthorizedError(operation, detail, **kwargs)
-    if status == 404 and job_uuid is not None:
-        return JobNotFoundError(operation, detail, **kwargs)
-    if status == 409:
-        return JobTerminalError(operation, detail, **kwargs)
-    return TapisRequestError(operation, detail, **kwargs)
 
 
 def _get_tokens(tapis: Tapis) -> None:
@@ -669,40 +422,3 @@ def _get_tokens(tapis: Tapis) -> None:
     # tapipy swallows a token it cannot decode and keeps the old one.
     if tapis.access_token is previous or not hasattr(tapis.access_token, "expires_at"):
         raise BaseTapyException("Tapis answered the login without a usable access token")
-
-
-def _reveal(secret: Secret | None) -> str | None:
-    return secret.get_secret_value() if secret is not None else None
-
-
-def _result(envelope: Any) -> Any:
-    return envelope.get("result") if isinstance(envelope, dict) else None
-
-
-def _message_text(message: Any) -> str:
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
-    text = " ".join(str(message).split()) if message is not None else ""
-    if len(text) > _MESSAGE_LIMIT:
-        text = text[:_MESSAGE_LIMIT] + "..."
-    return text
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
