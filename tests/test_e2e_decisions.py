@@ -300,6 +300,37 @@ async def test_exempt_job_in_a_grace_rule_is_never_promised_a_cancel(
     assert not named(again, "job_cancel_skipped")
 
 
+async def test_a_job_that_ends_during_its_grace_is_cleared(tenant: TenantFactory) -> None:
+    jobs = [
+        {"name": "ends", "status": "RUNNING", "remoteStarted": "-2h"},
+        {"name": "quiet", "status": "RUNNING", "remoteStarted": "-10m"},
+    ]
+    t = tenant(base_fleet(jobs))
+    rule = {"name": "grace-run", "when": {"runtime_over": "1h"}, "grace": "1h", "action": "cancel"}
+    t.write_config([rule])
+    ends, quiet = t.uuid("ends"), t.uuid("quiet")
+    first = await t.run_once()
+    assert jobs_of(first, "job_warned") == {ends}
+
+    # It finishes by itself: the poll no longer lists it, and its grace period is over.
+    t.sim.set_status(ends, "FINISHED", "NORMAL_COMPLETION")
+    t.sim.clear_requests()
+    second = await t.run_once()
+    check_event_fields(second)
+    cleared = one(second, "job_cleared", job_uuid=ends)
+    assert cleared["status"] == "FINISHED"
+    assert "FINISHED" in cleared["reason"]
+    assert t.posts("cancel") == []
+    # One look-up of the job that left, none of a job that never matched.
+    assert [r.path for r in t.sim.requests if r.endpoint == "get"] == [f"/v3/jobs/{ends}"]
+    assert quiet not in jobs_of(second, "job_cleared")
+
+    t.sim.clear_requests()
+    third = await t.run_once()
+    assert not named(third, "job_cleared")
+    assert not [r for r in t.sim.requests if r.endpoint == "get"]
+
+
 async def test_warn_rules_do_not_warn_exempt_jobs(tenant: TenantFactory) -> None:
     jobs: list[dict[str, Any]] = [
         {"name": "kept", "status": "RUNNING", "remoteStarted": "-2h", "tags": ["keep"]},

@@ -29,12 +29,13 @@ from watchdog.breaker import allowed_cancels
 from watchdog.decide import plan
 from watchdog.errors import (
     JobNotAuthorizedError,
+    JobNotFoundError,
     JobRecordError,
     JobTerminalError,
     TapisError,
     TapisUnavailableError,
 )
-from watchdog.jobs import TERMINAL_STATUSES, Job, status_entered_from_history
+from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
 from watchdog.rules import Verdict, evaluate, needs_status_since
 from watchdog.verify import CancelFollower
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from watchdog.events import EventLog
     from watchdog.rules import CompiledRule
     from watchdog.state import StateStore
+    from watchdog.state_schema import Decision
     from watchdog.tapis import TapisClient
 
 # Outcomes that are a state of the configuration or of Tapis, not a decision: once the
@@ -129,7 +131,7 @@ class Actor:
                     shadows.append(_Candidate(job, step.verdict))
                 elif step.kind == "cancel":
                     candidates.append(_Candidate(job, step.verdict))
-        self._clear_stale(jobs, seen_rules, now, {r.name for r in rules if r.dry_run})
+        await self._clear_stale(jobs, seen_rules, now, {r.name for r in rules if r.dry_run})
         for shadow in shadows:
             self._skip_once(shadow, "dry_run", now)
         cancels = await self._act(candidates, now, followers)
@@ -217,34 +219,52 @@ class Actor:
                 "WATCHDOG_WARNING",
             )
 
-    def _clear_stale(
+    async def _clear_stale(
         self,
         jobs: Sequence[Job],
         seen_rules: dict[str, set[str]],
         now: datetime,
         dry_rules: set[str],
     ) -> None:
-        """Matches that did not hold this poll, for jobs seen whole this poll, are cleared."""
+        """Matches that did not hold this poll are cleared.
+
+        The poll saw every watched job whole, so a job it did not see has left the watched
+        statuses (usually: it ended on its own during a grace period). Such a job is looked up
+        once, for its `job_cleared`, and only when its match had been warned about.
+        """
         by_uuid = {job.uuid: job for job in jobs}
         for decision in self.store.open_matches():
-            job = by_uuid.get(decision.job_uuid)
-            if job is None or decision.rule in seen_rules.get(job.uuid, set()):
+            uuid, rule = decision.job_uuid, decision.rule
+            job = by_uuid.get(uuid)
+            if job is not None and rule in seen_rules.get(uuid, set()):
                 continue
-            dry = self.dry_run or decision.rule in dry_rules
+            dry = self.dry_run or rule in dry_rules
             warned = decision.warned_at is not None
             if not warned and dry and decision.first_match_at is not None:
                 # The claim is taken only if the dry-run warning of this match was never logged
                 # (the match is over, so its key is never used again): False means it was.
                 key = _dry_warning_key(decision.first_match_at)
-                warned = not self.store.claim_notification(job.uuid, decision.rule, key, now)
-            self.store.record_cleared(job.uuid, decision.rule, now)
-            if warned:
-                self.events.job_cleared(
-                    job,
-                    rule=decision.rule,
-                    reason=f"no longer matches rule {decision.rule}",
-                    dry_run=dry,
-                )
+                warned = not self.store.claim_notification(uuid, rule, key, now)
+            reason = f"no longer matches rule {rule}"
+            if job is None and warned:
+                job = await self._gone_job(decision)
+                if job is None:
+                    continue  # not found now: the next poll tries again
+                reason = f"job is {job.status}, no longer watched; rule {rule} is over"
+            self.store.record_cleared(uuid, rule, now)
+            if warned and job is not None:
+                self.events.job_cleared(job, rule=rule, reason=reason, dry_run=dry)
+
+    async def _gone_job(self, decision: Decision) -> Job | None:
+        """The current record of a job the poll no longer lists (for its `job_cleared`)."""
+        try:
+            return parse_job(await self.client.get_job(decision.job_uuid))
+        except JobNotFoundError:
+            # Tapis no longer knows it: nothing to tell anyone, nothing to keep.
+            self.store.record_cleared(decision.job_uuid, decision.rule, datetime.now(UTC))
+            return None
+        except (TapisError, JobRecordError):
+            return None  # Tapis trouble must not lose the event: the next poll tries again
 
     # ------------------------------------------------------------------ acting
     def _skip_once(self, cand: _Candidate, why: str, now: datetime) -> None:
