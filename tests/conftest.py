@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from tapipy.configuration import Config
 from tapipy.tapis import Tapis
 
 from watchdog.sim import Simulator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MakeSim = Callable[..., tuple[Simulator, str]]
 
@@ -65,3 +68,12 @@ def tapis_client(
 def tapis() -> Callable[..., Any]:
     """The `tapis_client` helper as a fixture: `tapis(sim, base_url, username=None, ...)`."""
     return tapis_client
+
+
+@pytest.fixture
+def tenant(tmp_path: Path) -> Iterator[Any]:
+    """The end-to-end tests' tenant factory (see test_e2e_harness.tenants)."""
+    from test_e2e_harness import tenants  # noqa: PLC0415 - only the e2e tests need it
+
+    with tenants(tmp_path) as start:
+        yield start

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
@@ -19,13 +19,9 @@ from test_e2e_harness import (
     TenantFactory,
     base_fleet,
     parse_lines,
-    tenants,
 )
 
 from watchdog.cli import main
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 RULES: list[dict[str, Any]] = [
@@ -54,12 +50,6 @@ JOBS: list[dict[str, Any]] = [
     {"name": "done", "status": "FINISHED", "remoteStarted": "-5h", "ended": "-1h"},
 ]
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000-007"
-
-
-@pytest.fixture
-def tenant(tmp_path: Path) -> Iterator[TenantFactory]:
-    with tenants(tmp_path) as start:
-        yield start
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ events and the simulator's request log: which cancels and sendEvents Tapis actua
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from test_e2e_harness import (
@@ -24,22 +24,11 @@ from test_e2e_harness import (
     named,
     one,
     parse_lines,
-    tenants,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
 JOB_EVENT_NAMES = ("rule_matched", "job_warned", "job_cancel_requested", "job_cancel_skipped")
-
-
-@pytest.fixture
-def tenant(tmp_path: Path) -> Iterator[TenantFactory]:
-    with tenants(tmp_path) as start:
-        yield start
 
 
 # -- a fleet the watchdog has never seen ----------------------------------------------------------

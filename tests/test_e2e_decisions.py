@@ -9,7 +9,7 @@ the events and the simulator's request log: which cancels and sendEvents Tapis r
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
@@ -23,20 +23,9 @@ from test_e2e_harness import (
     jobs_of,
     named,
     one,
-    tenants,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def tenant(tmp_path: Path) -> Iterator[TenantFactory]:
-    with tenants(tmp_path) as start:
-        yield start
 
 
 # -- dry run in its three forms -------------------------------------------------------------------

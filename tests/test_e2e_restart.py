@@ -20,24 +20,16 @@ from test_e2e_harness import (
     jobs_of,
     named,
     one,
-    tenants,
 )
 
 from watchdog.state import StateStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
 WARN_ALL: dict[str, Any] = {"name": "see-all", "when": {"age_over": "1m"}, "action": "warn"}
-
-
-@pytest.fixture
-def tenant(tmp_path: Path) -> Iterator[TenantFactory]:
-    with tenants(tmp_path) as start:
-        yield start
 
 
 def craft_intent(state_path: Path, job_uuid: str, rule: str, *, sent: bool = False) -> None:
