@@ -194,3 +194,34 @@ def test_explain_rejects_a_file_that_is_not_a_job(tmp_path, capsys):
     job_file = _write(tmp_path, "job.json", "[1, 2]")
     assert main(["explain", "-c", str(EXAMPLE_CONFIG), "--job-file", str(job_file)]) == 2
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_explain_says_what_the_daemon_would_do_with_a_grace_period(tmp_path, capsys):
+    config = _write(
+        tmp_path,
+        "config.yaml",
+        """
+        tapis: {base_url: "https://tacc.tapis.io", tenant_id: tacc, username: u, password: p}
+        rules:
+          - name: soft-limit
+            when: {runtime_over: 1h}
+            grace: 30m
+            action: cancel
+          - name: hard-limit
+            when: {runtime_over: 10h}
+            action: cancel
+        """,
+    )
+    records = {
+        "long": {"uuid": "u-long", "status": "RUNNING", "remoteStarted": "2026-11-27T15:00:00Z"},
+        "soft": {"uuid": "u-soft", "status": "RUNNING", "remoteStarted": "2026-11-28T01:00:00Z"},
+    }
+    args = ["explain", "-c", str(config), "--now", "2026-11-28T03:00:00Z"]
+    for name, record in records.items():
+        args += ["--job-file", str(_write(tmp_path, f"{name}.json", json.dumps(record)))]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    long_part, soft_part = out.split("job u-soft")
+    # A grace period that has not started does not hold back a rule that acts now.
+    assert "=> would cancel by rule hard-limit" in long_part
+    assert "=> would warn by rule soft-limit, and cancel after a grace of 30m" in soft_part

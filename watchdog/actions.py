@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from watchdog.breaker import allowed_cancels
-from watchdog.decide import plan
+from watchdog.decide import is_exempt, plan
 from watchdog.errors import (
     JobNotAuthorizedError,
     JobNotFoundError,
@@ -117,7 +117,7 @@ class Actor:
             if not matched:
                 continue
             first_match = self._record_matches(job, matched, now)
-            decided = plan(verdicts, first_match, now, exempt=self._is_exempt(job))
+            decided = plan(verdicts, first_match, now, exempt=is_exempt(job, self.safety.exempt))
             for step in decided.steps:
                 if step.kind == "warn":
                     await self._warn(job, step.verdict, now, step.verdict.reason)
@@ -290,14 +290,6 @@ class Actor:
             return True
         return cand.job.uuid in self._follower.following
 
-    def _is_exempt(self, job: Job) -> bool:
-        exempt = self.safety.exempt
-        return (
-            job.uuid in exempt.uuids
-            or job.owner in exempt.owners
-            or any(tag in exempt.tags for tag in job.tags)
-        )
-
     async def _act(
         self, candidates: Sequence[_Candidate], now: datetime, followers: TaskGroup
     ) -> int:
@@ -305,7 +297,7 @@ class Actor:
         for cand in candidates:
             if self._already_done(cand):
                 continue
-            if self._is_exempt(cand.job):
+            if is_exempt(cand.job, self.safety.exempt):
                 self._skip_once(cand, "exempt", now)
             elif self.dry_run:
                 self._skip_once(cand, "dry_run", now)
@@ -392,21 +384,6 @@ class Actor:
         )
 
     # ------------------------------------------------------------------ verification
-    async def follow(
-        self,
-        cancel_id: int,
-        job: Job,
-        rule: str,
-        reason: str,
-        sent_at: datetime,
-        *,
-        maybe_unsent: bool = False,
-    ) -> None:
-        """Follow a cancelled job until it is terminal (see `CancelFollower.follow`)."""
-        await self._follower.follow(
-            cancel_id, job, rule, reason, sent_at, maybe_unsent=maybe_unsent
-        )
-
     async def resume_pending(self, followers: TaskGroup) -> None:
         """After a restart: follow cancels that were sent (or may have been) but not confirmed."""
         await self._follower.resume_pending(followers)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 from watchdog.config import Config, load_config
+from watchdog.decide import is_exempt, plan
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import (
     ConfigError,
@@ -22,7 +23,7 @@ from watchdog.errors import (
     TapisError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
-from watchdog.rules import compile_rules, describe_rule, evaluate
+from watchdog.rules import CompiledRule, compile_rules, describe_rule, evaluate
 
 if TYPE_CHECKING:
     import argparse
@@ -73,25 +74,34 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- explain
-def _explain_job(job: Job, config: Config, now: datetime, status_since: datetime | None) -> None:
-    rules = compile_rules(config.rules)
+def _explain_job(
+    job: Job,
+    config: Config,
+    rules: Sequence[CompiledRule],
+    now: datetime,
+    status_since: datetime | None,
+) -> None:
     verdicts = evaluate(job, rules, now, status_since)
     _out(f"job {job.uuid} ({job.name}) owner {job.owner} app {job.app_id} status {job.status}")
-    winner = None
     for verdict in verdicts:
         mark = "MATCH" if verdict.matched else "no"
         _out(f"  [{mark}] {verdict.rule} ({verdict.action}): {verdict.reason}")
         for line in verdict.details:
             _out(f"      {line}")
-        acts = verdict.matched and verdict.action == "cancel" and not verdict.dry_run
-        if acts and winner is None:
-            winner = verdict
-    exempt = config.safety.exempt
-    if job.uuid in exempt.uuids or job.owner in exempt.owners or set(job.tags) & set(exempt.tags):
+    # The daemon's own decision, as on a job seen for the first time now.
+    decided = plan(verdicts, {}, now, exempt=is_exempt(job, config.safety.exempt))
+    grace = next((step.verdict for step in decided.steps if step.kind == "grace"), None)
+    if decided.exempt:
         _out("  => exempt: the watchdog never acts on this job")
-    elif winner is not None:
-        grace = f" after a grace of {format_duration(winner.grace)}" if winner.grace else ""
-        _out(f"  => would cancel by rule {winner.rule}{grace}")
+    elif decided.winner is not None:
+        _out(f"  => would cancel by rule {decided.winner.rule}")
+    elif grace is not None and grace.grace is not None:
+        _out(
+            f"  => would warn by rule {grace.rule}, and cancel after a grace of "
+            f"{format_duration(grace.grace)} if it still matches; no cancel now"
+        )
+    elif decided.outcome == "warn":
+        _out(f"  => would warn by rule {decided.rule}; no cancel")
     else:
         _out("  => no cancel")
 
@@ -124,18 +134,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     now = _parse_now(args.now)
     if not args.uuids and not args.job_file:
         raise ConfigError(["explain: give at least one UUID or --job-file"])
+    rules = compile_rules(config.rules)
     for path in args.job_file:
         try:
             job = parse_job(_load_job_file(path))
         except JobRecordError as exc:
             raise ConfigError([f"--job-file {path}: {exc}"]) from exc
-        _explain_job(job, config, now, None)
+        _explain_job(job, config, rules, now, None)
     if args.uuids:
-        anyio.run(_explain_remote, config, args.uuids, now)
+        anyio.run(_explain_remote, config, rules, args.uuids, now)
     return 0
 
 
-async def _explain_remote(config: Config, uuids: Sequence[str], now: datetime) -> None:
+async def _explain_remote(
+    config: Config, rules: Sequence[CompiledRule], uuids: Sequence[str], now: datetime
+) -> None:
     from watchdog.tapis import TapisClient  # noqa: PLC0415 - only remote explains need tapipy
 
     client = TapisClient(config.tapis)
@@ -154,7 +167,7 @@ async def _explain_remote(config: Config, uuids: Sequence[str], now: datetime) -
                     since = status_entered_from_history(history, job.status)
                 except (TapisError, JobRecordError) as exc:
                     _out(f"job {uuid}: time in {job.status} unknown, no history: {exc}")
-            _explain_job(job, config, now, since)
+            _explain_job(job, config, rules, now, since)
     finally:
         await client.aclose()
 

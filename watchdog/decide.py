@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from watchdog.config import ExemptSettings
+    from watchdog.jobs import Job
     from watchdog.rules import Verdict
 
 StepKind = Literal["warn", "grace", "cancel", "shadow", "matched"]
@@ -59,6 +61,15 @@ class Plan:
             if step.kind in {"warn", "grace"}:
                 return step.verdict.rule
         return None
+
+
+def is_exempt(job: Job, exempt: ExemptSettings) -> bool:
+    """True when `safety.exempt` names the job's uuid, its owner, or one of its tags."""
+    return (
+        job.uuid in exempt.uuids
+        or job.owner in exempt.owners
+        or any(tag in exempt.tags for tag in job.tags)
+    )
 
 
 def plan(

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from watchdog.config import Config, load_config
-from watchdog.decide import Plan, plan
+from watchdog.decide import Plan, is_exempt, plan
 from watchdog.durations import parse_relative
 from watchdog.errors import ConfigError, JobRecordError
 from watchdog.jobs import TIMESTAMP_FIELDS, Job, parse_job
@@ -201,13 +201,8 @@ def load_cases(path: Path, config: Config) -> list[Case]:
 def run_case(case: Case, rules: Sequence[CompiledRule], config: Config) -> CaseResult:
     """Evaluate one case exactly as the daemon would."""
     verdicts = evaluate(case.job, rules, case.now, case.status_since)
-    exempt = config.safety.exempt
-    is_exempt = (
-        case.job.uuid in exempt.uuids
-        or case.job.owner in exempt.owners
-        or bool(set(case.job.tags) & set(exempt.tags))
-    )
-    decided = plan(verdicts, case.first_match, case.now, exempt=is_exempt)
+    exempt = is_exempt(case.job, config.safety.exempt)
+    decided = plan(verdicts, case.first_match, case.now, exempt=exempt)
     return CaseResult(case=case, plan=decided, verdicts=tuple(verdicts))
 
 
