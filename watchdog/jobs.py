@@ -142,6 +142,13 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def format_timestamp(moment: datetime) -> str:
+    """Render a time the way Tapis does: UTC, microseconds, trailing `Z`."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """Parse a Tapis timestamp (`2021-07-12T23:56:01.790165Z`, 0-6 fractional digits) or None.
 

@@ -39,7 +39,7 @@ from watchdog.config import Config, load_config
 from watchdog.decide import Plan, is_exempt, plan
 from watchdog.durations import parse_relative
 from watchdog.errors import ConfigError, JobRecordError
-from watchdog.jobs import TIMESTAMP_FIELDS, Job, parse_job
+from watchdog.jobs import TIMESTAMP_FIELDS, Job, format_timestamp, parse_job
 from watchdog.rules import CompiledRule, Verdict, compile_rules, evaluate
 
 if TYPE_CHECKING:
@@ -98,10 +98,6 @@ def _time(value: Any, now: datetime, where: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _job(record: Any, now: datetime, where: str) -> Job:
     if not isinstance(record, Mapping):
         raise CaseError(f"{where}: expected a mapping (a partial job record)")
@@ -121,7 +117,7 @@ def _job(record: Any, now: datetime, where: str) -> Job:
     full.update(record)
     for key in TIMESTAMP_FIELDS:
         if full.get(key) is not None:
-            full[key] = _iso(_time(full[key], now, f"{where}.{key}"))
+            full[key] = format_timestamp(_time(full[key], now, f"{where}.{key}"))
     if "status" not in record:
         raise ValueError(f"{where}.status: required")
     try:

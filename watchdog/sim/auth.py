@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from watchdog.jobs import format_timestamp as format_ts
 from watchdog.sim import api
-from watchdog.sim.schema import format_ts
 from watchdog.sim.tokens import TokenError, mint_jwt, verify_jwt
 
 if TYPE_CHECKING:

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from watchdog.jobs import format_timestamp as format_ts
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 from watchdog.sim.history import history_from_record
 from watchdog.sim.records import parameter_set
-from watchdog.sim.schema import SUMMARY_FIELDS, TERMINAL, TIMESTAMP_FIELDS, format_ts, parse_ts
+from watchdog.sim.schema import SUMMARY_FIELDS, TERMINAL, TIMESTAMP_FIELDS, parse_ts
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from watchdog.jobs import format_timestamp as format_ts
 from watchdog.sim.history import explicit_history
 from watchdog.sim.schema import (
     ALL_FIELDS,
@@ -27,7 +28,6 @@ from watchdog.sim.schema import (
     SYSTEMS,
     TERMINAL,
     TIMESTAMP_FIELDS,
-    format_ts,
     resolve_time,
 )
 

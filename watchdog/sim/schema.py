@@ -107,13 +107,6 @@ DEFAULT_CONDITIONS = {
 }
 
 
-def format_ts(moment: datetime) -> str:
-    """Render a time the way Tapis does: UTC, microseconds, trailing `Z`."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
 def parse_ts(text: str) -> datetime:
     """Read a Tapis timestamp (or a bare date) as an aware UTC datetime.
 
