@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from watchdog.config import Config
+    from watchdog.config.model import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "alice", "alice-password"
@@ -109,7 +109,7 @@ def peak_rss_mb() -> float:
 
 def daemon_config(info: dict[str, Any], path: Path, page_size: int | None) -> Config:
     """The configuration file as the daemon loads it, pointed at the simulator."""
-    from watchdog.config import load_config  # noqa: PLC0415
+    from watchdog.config.model import load_config  # noqa: PLC0415
 
     env = {"TAPIS_USERNAME": info["username"], "TAPIS_PASSWORD": info["password"]}
     config = load_config(path, env=env)
@@ -122,8 +122,8 @@ def daemon_config(info: dict[str, Any], path: Path, page_size: int | None) -> Co
 
 def poll_select(config: Config) -> tuple[str, ...]:
     """The `select` the daemon's poll sends (the poll puts its key fields first)."""
-    from watchdog.poll import select_for  # noqa: PLC0415
-    from watchdog.rules import compile_rules, fields_needed  # noqa: PLC0415
+    from watchdog.poll.scan import select_for  # noqa: PLC0415
+    from watchdog.rules.evaluate import compile_rules, fields_needed  # noqa: PLC0415
 
     return select_for(fields_needed(compile_rules(config.rules)))
 
@@ -131,9 +131,9 @@ def poll_select(config: Config) -> tuple[str, ...]:
 def child_poll(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     import anyio  # noqa: PLC0415
 
-    from watchdog.poll import poll_jobs  # noqa: PLC0415
-    from watchdog.rules import compile_rules, fields_needed  # noqa: PLC0415
-    from watchdog.tapis import TapisClient  # noqa: PLC0415
+    from watchdog.poll.scan import poll_jobs  # noqa: PLC0415
+    from watchdog.rules.evaluate import compile_rules, fields_needed  # noqa: PLC0415
+    from watchdog.tapis.client import TapisClient  # noqa: PLC0415
 
     config = daemon_config(info, args.config, args.page_size)
     rules = compile_rules(config.rules)
@@ -172,7 +172,7 @@ def child_poll(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
 def child_floor(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     import requests  # noqa: PLC0415
 
-    from watchdog.poll import ORDER_BY, split_after  # noqa: PLC0415 - the poll's own key ranges
+    from watchdog.poll.scan import ORDER_BY, split_after  # noqa: PLC0415 - the poll's own key ranges
 
     config = daemon_config(info, args.config, args.page_size)
     page_size, ranges = config.poll.page_size, args.ranges

@@ -10,10 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.config import EVENTS, Config, load_config
+from watchdog.config.model import EVENTS, Config, load_config
 from watchdog.errors import ConfigError
 from watchdog.jobs import ACTIVE_STATUSES
-from watchdog.rules import compile_rules, describe_rule
+from watchdog.rules.evaluate import compile_rules, describe_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"TAPIS_USERNAME": "alice", "TAPIS_PASSWORD": "hunter2-secret"}

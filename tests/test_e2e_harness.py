@@ -24,7 +24,7 @@ import orjson
 import pytest
 import yaml
 
-from watchdog.daemon import build_daemon
+from watchdog.service.daemon import build_daemon
 from watchdog.sim import Simulator
 from watchdog.sim.simulator import classify
 

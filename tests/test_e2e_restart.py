@@ -22,7 +22,7 @@ from test_e2e_harness import (
     one,
 )
 
-from watchdog.state import StateStore
+from watchdog.state.store import StateStore
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from watchdog.errors import TapisAuthError
 from watchdog.events import EVENTS, EventLog, configure_logging, redact, register_secret
 from watchdog.jobs import Job
-from watchdog.state import StateStore
+from watchdog.state.store import StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchdog.metrics import Metrics, parse_listen, start_server
+from watchdog.service.metrics import Metrics, parse_listen, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from watchdog.metrics import MetricsServer
+    from watchdog.service.metrics import MetricsServer
 
 T0 = 1_700_000_000.0
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from watchdog.notify import Notifier, build_message
+from watchdog.service.notify import Notifier, build_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from watchdog.errors import PollError, TapisAuthError, TapisUnavailableError
 from watchdog.jobs import ACTIVE_STATUSES, SUMMARY_FIELDS, TERMINAL_STATUSES
-from watchdog.poll import PollResult, pages_left, poll_jobs, ranges_needed
+from watchdog.poll.scan import PollResult, pages_left, poll_jobs, ranges_needed
 from watchdog.sim import Simulator
-from watchdog.tapis import RetryPolicy, TapisClient
+from watchdog.tapis.client import RetryPolicy, TapisClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

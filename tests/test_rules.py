@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watchdog.config.rule_schema import RuleConfig
 from watchdog.errors import JobRecordError
 from watchdog.jobs import ACTIVE_STATUSES, INPUT_FIELDS, SUMMARY_FIELDS, FileInput, Job, parse_job
-from watchdog.rule_config import RuleConfig
-from watchdog.rules import (
+from watchdog.rules.evaluate import (
     CompiledRule,
     compile_rule,
     compile_rules,

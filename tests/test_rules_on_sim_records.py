@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.config import load_config
+from watchdog.config.model import load_config
 from watchdog.jobs import parse_job
-from watchdog.rules import compile_rules, evaluate, fields_needed
+from watchdog.rules.evaluate import compile_rules, evaluate, fields_needed
 from watchdog.sim import Simulator, generate_fleet
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"

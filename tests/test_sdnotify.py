@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from watchdog.sdnotify import SystemdNotifier
+from watchdog.service.sdnotify import SystemdNotifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

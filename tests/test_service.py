@@ -22,7 +22,7 @@ from test_service_harness import (
     service,
 )
 
-from watchdog.state import StateStore
+from watchdog.state.store import StateStore
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watchdog.errors import StateError
-from watchdog.state import MIGRATIONS, CancelRecord, Decision, StateStore
+from watchdog.state.store import MIGRATIONS, CancelRecord, Decision, StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -278,7 +278,7 @@ def test_cancel_intent_survives_kill_9(db: Path) -> None:
         f"""
         import os, signal
         from datetime import datetime, timezone
-        from watchdog.state import StateStore
+        from watchdog.state.store import StateStore
         s = StateStore.open({str(db)!r})
         cid = s.begin_cancel({JOB!r}, "frontera-12h", datetime(2025, 3, 1, tzinfo=timezone.utc))
         sent = s.begin_cancel("job-sent", "frontera-12h", datetime(2025, 3, 1, tzinfo=timezone.utc))

@@ -34,7 +34,7 @@ from watchdog.errors import (
     TapisUnavailableError,
 )
 from watchdog.sim import Simulator
-from watchdog.tapis import JobStatus, RetryPolicy, TapisClient
+from watchdog.tapis.client import JobStatus, RetryPolicy, TapisClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

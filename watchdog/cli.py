@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one poll cycle, act, wait for the cancels it sent to be confirmed or time out, exit",
     )
-    p.set_defaults(handler="watchdog.commands:cmd_run")
+    p.set_defaults(handler="watchdog.tools.commands:cmd_run")
 
     p = sub.add_parser(
         "check",
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_config(p)
-    p.set_defaults(handler="watchdog.commands:cmd_check")
+    p.set_defaults(handler="watchdog.tools.commands:cmd_check")
 
     p = sub.add_parser(
         "explain",
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a job record in JSON (e.g. saved from the Tapis portal); no credentials needed",
     )
     p.add_argument("--now", metavar="TIME", help="evaluate at this UTC ISO-8601 time")
-    p.set_defaults(handler="watchdog.commands:cmd_explain")
+    p.set_defaults(handler="watchdog.tools.commands:cmd_explain")
 
     p = sub.add_parser(
         "test-rules",
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(p)
     p.add_argument("cases", metavar="CASES.yaml", help="the case file")
-    p.set_defaults(handler="watchdog.testrules:cmd_test_rules")
+    p.set_defaults(handler="watchdog.tools.testrules:cmd_test_rules")
 
     p = sub.add_parser(
         "cancel",
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("uuid", metavar="UUID", help="the job to cancel")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(handler="watchdog.commands:cmd_cancel")
+    p.set_defaults(handler="watchdog.tools.commands:cmd_cancel")
 
     p = sub.add_parser(
         "history",
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--since", default="24h", metavar="DURATION", help="how far back (default 24h)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(handler="watchdog.commands:cmd_history")
+    p.set_defaults(handler="watchdog.tools.commands:cmd_history")
 
     p = sub.add_parser(
         "sim",
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Tapis account; leaves nothing running. Exit: 0."
         ),
     )
-    p.set_defaults(handler="watchdog.demo:cmd_demo")
+    p.set_defaults(handler="watchdog.tools.demo:cmd_demo")
     return parser
 
 

@@ -14,7 +14,7 @@
         └── PollError               a poll could not see every active job whole
 
 Every exception carries its fields and builds its own message, so callers never format one.
-tapipy's exceptions are translated into these at one place, `watchdog.tapis`.
+tapipy's exceptions are translated into these at one place, `watchdog.tapis.client`.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from urllib.parse import quote
 import orjson
 import structlog
 
-from watchdog.config import EVENTS
+from watchdog.config.model import EVENTS
 from watchdog.errors import WatchdogError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping, Sequence
 
-    from watchdog.state import StateStore
+    from watchdog.state.store import StateStore
 
 __all__ = [
     "EVENTS",

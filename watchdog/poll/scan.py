@@ -36,7 +36,7 @@ from watchdog.jobs import Job, parse_job
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from watchdog.tapis import SearchPage, TapisClient
+    from watchdog.tapis.client import SearchPage, TapisClient
 
 ORDER_BY = "uuid(asc)"
 _KEY_FIELDS = ("uuid", "status")

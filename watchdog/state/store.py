@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 
 from watchdog.errors import StateError
-from watchdog.state_schema import (
+from watchdog.state.schema import (
     JOB_TABLES,
     MIGRATIONS,
     PENDING,

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from watchdog.config_fields import ERROR_TYPE, Loc, problem, problems, show
+from watchdog.config.fields import ERROR_TYPE, Loc, problem, problems, show
 from watchdog.errors import ConfigError
 
 SECRET_KEYS = frozenset({"password", "access_token", "client_key", "url"})

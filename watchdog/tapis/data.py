@@ -2,7 +2,7 @@
 
 Nothing here talks to Tapis: `tapis.py` builds and returns these (reading answers from the jobs
 envelope `{"result": ..., "metadata": ...}` here), and re-exports them, so the rest of the code
-imports them from `watchdog.tapis`.
+imports them from `watchdog.tapis.client`.
 """
 
 from __future__ import annotations

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from watchdog.config import Config, load_config
-from watchdog.decide import Plan, is_exempt, plan
+from watchdog.config.model import Config, load_config
 from watchdog.durations import parse_relative
 from watchdog.errors import ConfigError, JobRecordError
 from watchdog.jobs import TIMESTAMP_FIELDS, Job, format_timestamp, parse_job
-from watchdog.rules import CompiledRule, Verdict, compile_rules, evaluate
+from watchdog.rules.evaluate import CompiledRule, Verdict, compile_rules, evaluate
+from watchdog.rules.plan import Plan, is_exempt, plan
 
 if TYPE_CHECKING:
     import argparse

@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from watchdog.conditions import (
+from watchdog.config.fields import compact_duration
+from watchdog.jobs import INPUT_FIELDS, SUMMARY_FIELDS
+from watchdog.rules.conditions import (
     SOURCE_FIELDS,
     Facts,
     InputMatches,
@@ -22,16 +24,14 @@ from watchdog.conditions import (
     aware,
     compile_conditions,
 )
-from watchdog.config_fields import compact_duration
-from watchdog.jobs import INPUT_FIELDS, SUMMARY_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime, timedelta
 
-    from watchdog.conditions import AllOf
+    from watchdog.config.rule_schema import RuleConfig
     from watchdog.jobs import Job
-    from watchdog.rule_config import RuleConfig
+    from watchdog.rules.conditions import AllOf
 
 Action = Literal["cancel", "warn"]
 

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
-    from watchdog.config import ExemptSettings
+    from watchdog.config.model import ExemptSettings
     from watchdog.jobs import Job
-    from watchdog.rules import Verdict
+    from watchdog.rules.evaluate import Verdict
 
 StepKind = Literal["warn", "grace", "cancel", "shadow", "matched"]
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from watchdog.config import SafetySettings
+    from watchdog.config.model import SafetySettings
     from watchdog.events import EventLog
-    from watchdog.state import StateStore
+    from watchdog.state.store import StateStore
 
 BREAKER_META_KEY = "circuit_open"
 HOUR = timedelta(hours=1)

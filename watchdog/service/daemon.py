@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from watchdog import __version__
-from watchdog.actions import Actor
-from watchdog.config import Config, load_config
+from watchdog.act.actor import Actor
+from watchdog.config.model import Config, load_config
 from watchdog.errors import (
     ConfigError,
     PollError,
@@ -36,13 +36,13 @@ from watchdog.errors import (
     TapisUnavailableError,
 )
 from watchdog.events import EventLog, configure_logging, register_secret
-from watchdog.metrics import Metrics, MetricsServer, start_server
-from watchdog.notify import Notifier
-from watchdog.poll import poll_jobs
-from watchdog.rules import CompiledRule, compile_rules, fields_needed
-from watchdog.sdnotify import SystemdNotifier
-from watchdog.state import StateStore
-from watchdog.tapis import TapisClient
+from watchdog.poll.scan import poll_jobs
+from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
+from watchdog.service.metrics import Metrics, MetricsServer, start_server
+from watchdog.service.notify import Notifier
+from watchdog.service.sdnotify import SystemdNotifier
+from watchdog.state.store import StateStore
+from watchdog.tapis.client import TapisClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from watchdog.config import Config, load_config
-from watchdog.decide import is_exempt, plan
+from watchdog.config.model import Config, load_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import (
     ConfigError,
@@ -23,7 +22,8 @@ from watchdog.errors import (
     TapisError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
-from watchdog.rules import CompiledRule, compile_rules, describe_rule, evaluate
+from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule, evaluate
+from watchdog.rules.plan import is_exempt, plan
 
 if TYPE_CHECKING:
     import argparse
@@ -44,7 +44,7 @@ def _out(text: str = "", stream: TextIO | None = None) -> None:
 
 # ---------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace) -> int:
-    from watchdog.daemon import run_daemon  # noqa: PLC0415 - keeps `check` light
+    from watchdog.service.daemon import run_daemon  # noqa: PLC0415 - keeps `check` light
 
     return run_daemon(_config_path(args), dry_run=args.dry_run, once=args.once)
 
@@ -149,7 +149,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 async def _explain_remote(
     config: Config, rules: Sequence[CompiledRule], uuids: Sequence[str], now: datetime
 ) -> None:
-    from watchdog.tapis import TapisClient  # noqa: PLC0415 - only remote explains need tapipy
+    from watchdog.tapis.client import TapisClient  # noqa: PLC0415 - only remote explains need tapipy
 
     client = TapisClient(config.tapis)
     try:
@@ -181,7 +181,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 async def _cancel(  # noqa: C901, PLR0911 - the seed's flow, one exit per outcome
     config: Config, uuid: str, yes: bool
 ) -> int:
-    from watchdog.tapis import TapisClient  # noqa: PLC0415
+    from watchdog.tapis.client import TapisClient  # noqa: PLC0415
 
     client = TapisClient(config.tapis)
     try:
@@ -239,7 +239,7 @@ async def _cancel(  # noqa: C901, PLR0911 - the seed's flow, one exit per outcom
 
 # ---------------------------------------------------------------------- history
 def cmd_history(args: argparse.Namespace) -> int:
-    from watchdog.state import StateStore  # noqa: PLC0415
+    from watchdog.state.store import StateStore  # noqa: PLC0415
 
     config = load_config(_config_path(args))
     try:

@@ -37,10 +37,10 @@ from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from watchdog.config import SafetySettings
+    from watchdog.config.model import SafetySettings
     from watchdog.events import EventLog
-    from watchdog.state import StateStore
-    from watchdog.tapis import TapisClient
+    from watchdog.state.store import StateStore
+    from watchdog.tapis.client import TapisClient
 
 
 class FollowPolicy(Protocol):

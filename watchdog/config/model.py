@@ -5,7 +5,7 @@
         poll     PollSettings      cadence, page size, list type, statuses
         state    StateSettings     SQLite path, retention of terminal jobs
         safety   SafetySettings    dry run, circuit breaker, verify timeout, exemptions
-        rules    tuple[RuleConfig] see watchdog.rule_config
+        rules    tuple[RuleConfig] see watchdog.config.rule_schema
         metrics  MetricsSettings | None
         notify   tuple[NotifyTarget]
         source   the file it came from
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
-from watchdog.config_fields import (
+from watchdog.config.fields import (
     Flag,
     Loc,
     PositiveDuration,
@@ -37,7 +37,8 @@ from watchdog.config_fields import (
     problems,
     show,
 )
-from watchdog.config_source import (
+from watchdog.config.rule_schema import RuleConfig  # noqa: TC001 - pydantic resolves it at runtime
+from watchdog.config.source import (
     format_errors,
     key_path,
     read_secret_files,
@@ -46,7 +47,6 @@ from watchdog.config_source import (
 )
 from watchdog.errors import ConfigError
 from watchdog.jobs import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
-from watchdog.rule_config import RuleConfig  # noqa: TC001 - pydantic resolves it at runtime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

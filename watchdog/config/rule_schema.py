@@ -13,7 +13,7 @@ from typing import Any, Literal
 import re2
 from pydantic import Field, field_validator, model_validator
 
-from watchdog.config_fields import (
+from watchdog.config.fields import (
     Flag,
     Loc,
     NonEmptyTextList,

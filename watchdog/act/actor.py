@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from watchdog.breaker import allowed_cancels
-from watchdog.decide import is_exempt, plan
+from watchdog.act.breaker import allowed_cancels
+from watchdog.act.verify import CancelFollower
 from watchdog.errors import (
     JobNotAuthorizedError,
     JobNotFoundError,
@@ -36,20 +36,20 @@ from watchdog.errors import (
     TapisUnavailableError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
-from watchdog.rules import Verdict, evaluate, needs_status_since
-from watchdog.verify import CancelFollower
+from watchdog.rules.evaluate import Verdict, evaluate, needs_status_since
+from watchdog.rules.plan import is_exempt, plan
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from anyio.abc import TaskGroup
 
-    from watchdog.config import SafetySettings
+    from watchdog.config.model import SafetySettings
     from watchdog.events import EventLog
-    from watchdog.rules import CompiledRule
-    from watchdog.state import StateStore
-    from watchdog.state_schema import Decision
-    from watchdog.tapis import TapisClient
+    from watchdog.rules.evaluate import CompiledRule
+    from watchdog.state.schema import Decision
+    from watchdog.state.store import StateStore
+    from watchdog.tapis.client import TapisClient
 
 # Outcomes that are a state of the configuration or of Tapis, not a decision: once the
 # configuration changes (dry run off, breaker closed, exemption removed), or Tapis is back after a

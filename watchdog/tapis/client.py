@@ -29,15 +29,7 @@ from tapipy.errors import BaseTapyException
 from tapipy.tapis import Tapis, TapisResult
 
 from watchdog.errors import TapisAuthError, TapisError, TapisUnavailableError
-from watchdog.tapis_http import (
-    RawResponseError,
-    ResponseHook,
-    Scrubber,
-    TimeoutAdapter,
-    TokenRejectedError,
-    translate_failure,
-)
-from watchdog.tapis_types import (
+from watchdog.tapis.data import (
     CallCounter,
     JobStatus,
     OnCall,
@@ -48,6 +40,14 @@ from watchdog.tapis_types import (
     TapisSettings,
     result_of,
     reveal,
+)
+from watchdog.tapis.transport import (
+    RawResponseError,
+    ResponseHook,
+    Scrubber,
+    TimeoutAdapter,
+    TokenRejectedError,
+    translate_failure,
 )
 
 if TYPE_CHECKING:

@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from watchdog.config_fields import compact_duration
+from watchdog.config.fields import compact_duration
+from watchdog.config.rule_schema import INPUT_SOURCES, compile_pattern
 from watchdog.durations import format_duration
-from watchdog.rule_config import INPUT_SOURCES, compile_pattern
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from watchdog.config.rule_schema import Conditions
     from watchdog.jobs import Job
-    from watchdog.rule_config import Conditions
 
 Tri = bool | None
 _HOUR = Fraction(3600)

@@ -158,7 +158,7 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001 - the demo takes no options
-    from watchdog.daemon import build_daemon  # noqa: PLC0415
+    from watchdog.service.daemon import build_daemon  # noqa: PLC0415
 
     configure_logging(json=False)
     summary = Summary()

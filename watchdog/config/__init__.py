@@ -1,0 +1,1 @@
+"""Configuration: YAML -> validated, frozen model; ${VAR}, *_file secrets; the rule schema."""

@@ -1,0 +1,1 @@
+"""One poll: every active job, whole or not at all."""

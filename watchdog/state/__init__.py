@@ -1,0 +1,1 @@
+"""The state store: schema, migrations and the store itself."""

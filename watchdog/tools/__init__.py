@@ -1,0 +1,1 @@
+"""What the command line runs besides the daemon: commands, demo, test-rules."""
