@@ -1,7 +1,10 @@
 """From a file to plain data, and from validation errors back to sentences a person can act on.
 
 Reads the YAML (duplicate keys are errors: a second `runtime_over` must not silently win),
-replaces `${VAR}` from the environment, reads `*_file` secrets, and turns pydantic's errors into
+refusing a file over `MAX_CONFIG_BYTES` and a document whose aliases would expand it by more than
+`MAX_ALIAS_VALUES` values (a ten-line "billion laughs" file must not hang `check`), with libyaml's
+C parser where PyYAML was built with it; replaces `${VAR}` from the environment, reads `*_file`
+secrets, and turns pydantic's errors into
 `rules[2] (frontera-12h).when.runtime_over: expected a duration ...` lines. Secret values never
 reach a message.
 """
@@ -13,7 +16,7 @@ import re
 import typing
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -25,10 +28,31 @@ SECRET_KEYS = frozenset({"password", "access_token", "client_key", "url"})
 _VAR = re.compile(r"\$(\$)?\{([^}]*)\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration is a few kilobytes; anything past this is refused before it is parsed."""
+MAX_ALIAS_VALUES = 100_000
+"""How many values YAML aliases (and merge keys) may add to a document by repeating nodes."""
+
+# libyaml parses about ten times faster; the constructor (duplicate keys, types) stays Python.
+if TYPE_CHECKING or not yaml.__with_libyaml__:  # noqa: SIM108 - mypy needs one class to subclass
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = yaml.CSafeLoader
 
 
-class _Loader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys in a mapping."""
+class _AliasBombError(ValueError):
+    """The document repeats nodes through aliases far beyond what a configuration needs."""
+
+
+class _Loader(_SafeLoader):
+    """A safe loader that refuses duplicate keys and alias expansion past `MAX_ALIAS_VALUES`."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        check_expansion(node, MAX_ALIAS_VALUES)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Hashable] = set()
@@ -48,21 +72,74 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def check_expansion(root: yaml.Node, bound: int) -> None:
+    """Refuse a node graph whose aliases add more than `bound` values, or that contains itself.
+
+    Composed YAML shares an aliased node instead of copying it, so a file of ten lines can stand
+    for a billion values that every later step (substitution, validation) would walk one by one.
+    This counts the expanded size bottom-up with each node's size computed once (linear in the
+    file), and stops as soon as the repeated values alone pass the bound.
+
+    Raises:
+        _AliasBombError: the expansion passes the bound, or a node contains itself.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size - (len(sizes) + 1) > bound:  # values beyond the distinct ones
+                msg = f"YAML aliases expand the document by more than {bound} values"
+                raise _AliasBombError(msg)
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            msg = "a YAML alias refers to a node that contains it (a recursive structure)"
+            raise _AliasBombError(msg)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def read_yaml(path: Path) -> Any:
     """Read and parse the configuration file.
 
     Raises:
-        ConfigError: the file is missing, unreadable, empty, or not valid YAML (with its line).
+        ConfigError: the file is missing, unreadable, over `MAX_CONFIG_BYTES`, empty, not valid
+            YAML (with its line), or its aliases expand past `MAX_ALIAS_VALUES` values.
     """
     source = str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(["file not found"], source=source) from None
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source=source) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [f"the file is larger than {MAX_CONFIG_BYTES // 1048576} MiB: not a configuration"],
+            source=source,
+        )
     try:
         parsed = yaml.load(data, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except _AliasBombError as exc:
+        raise ConfigError([f"refused: {exc}"], source=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

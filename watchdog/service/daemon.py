@@ -41,6 +41,7 @@ from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
 from watchdog.service.notify import Notifier
 from watchdog.service.sdnotify import SystemdNotifier
+from watchdog.state.files import check_state_path
 from watchdog.state.store import StateStore
 from watchdog.tapis.client import TapisClient
 
@@ -394,12 +395,13 @@ def build_daemon(
     """Load the configuration and wire the daemon's parts together.
 
     Raises:
-        ConfigError: the configuration is invalid.
+        ConfigError: the configuration is invalid, or `state.path` cannot hold a database.
         StateError: the state store cannot be opened.
     """
     config = load_config(config_path)
     rules = compile_rules(config.rules)
     register_config_secrets(config)
+    check_state_path(config.state.path, source=config.source)
     store = StateStore.open(config.state.path)
     metrics: Metrics | None = None
     server: MetricsServer | None = None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 
 from watchdog.errors import StateError
+from watchdog.state import files
 from watchdog.state.schema import (
     JOB_TABLES,
     MIGRATIONS,
@@ -60,17 +61,14 @@ class StateStore:
 
     @classmethod
     def open(cls, path: str | Path) -> StateStore:
-        """Open (creating it and its directory if needed) and migrate the store at `path`.
+        """Open (creating it and its directory, owner-only, if needed) and migrate the store.
 
         Raises:
             StateError: the directory cannot be created, the file is not writable or not a
                 database, or it was written by a newer version (its schema is unknown here).
         """
         path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"state store {path}: cannot create its directory: {exc}") from exc
+        files.prepare(path)
         try:
             conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -83,6 +81,7 @@ class StateStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             _migrate(conn, path)
+            files.tighten(path)
         except sqlite3.Error as exc:
             conn.close()
             raise StateError(f"state store {path}: cannot open: {exc}") from exc

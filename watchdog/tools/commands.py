@@ -24,6 +24,7 @@ from watchdog.errors import (
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
 from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule, evaluate
 from watchdog.rules.plan import is_exempt, plan
+from watchdog.state.files import check_state_path
 
 if TYPE_CHECKING:
     import argparse
@@ -53,6 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
     config = load_config(path)
+    check_state_path(config.state.path, source=str(path))
     rules = compile_rules(config.rules)
     safety = config.safety
     _out(f"{path}: valid")
