@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import socket
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from watchdog.service.metrics import Metrics, parse_listen, start_server
@@ -91,13 +95,9 @@ def test_set_jobs_watched(metrics: Metrics) -> None:
 @pytest.mark.parametrize(
     ("event", "outcome"),
     [
-        ({"event": "job_cancel_requested"}, "requested"),
         ({"event": "job_cancelled", "final_status": "CANCELLED"}, "cancelled"),
         ({"event": "job_cancel_unconfirmed"}, "unconfirmed"),
         ({"event": "job_cancel_failed", "http_status": 500}, "failed"),
-        ({"event": "job_cancel_skipped", "why": "dry_run"}, "skipped_dry_run"),
-        ({"event": "job_cancel_skipped", "why": "circuit_open"}, "skipped_circuit_open"),
-        ({"event": "job_cancel_skipped", "why": "already_terminal"}, "skipped_already_terminal"),
     ],
 )
 def test_cancels_by_rule_and_outcome(metrics: Metrics, event: dict[str, Any], outcome: str) -> None:
@@ -105,6 +105,29 @@ def test_cancels_by_rule_and_outcome(metrics: Metrics, event: dict[str, Any], ou
     metrics.observe_event(event | {"rule": "frontera-12h", "job_uuid": "u-2"})
     labels = {"rule": "frontera-12h", "outcome": outcome}
     assert _value(metrics, "tapis_watchdog_cancels_total", **labels) == 2
+
+
+def test_requested_and_final_outcomes_are_separate_series(metrics: Metrics) -> None:
+    # One cancel: requested, then confirmed. A sum over cancels_total counts it once.
+    metrics.observe_event({"event": "job_cancel_requested", "rule": "r", "job_uuid": "u-1"})
+    metrics.observe_event({"event": "job_cancel_requested", "rule": "r", "job_uuid": "u-2"})
+    metrics.observe_event({"event": "job_cancelled", "rule": "r", "job_uuid": "u-1"})
+    assert _value(metrics, "tapis_watchdog_cancels_requested_total", rule="r") == 2
+    finals = [
+        s.value
+        for family in metrics.registry.collect()
+        if family.name == "tapis_watchdog_cancels"
+        for s in family.samples
+    ]
+    assert finals == [1]
+
+
+@pytest.mark.parametrize("why", ["dry_run", "circuit_open", "already_terminal", "exempt"])
+def test_skipped_cancels_by_rule_and_why(metrics: Metrics, why: str) -> None:
+    metrics.observe_event({"event": "job_cancel_skipped", "why": why, "rule": "r"})
+    metrics.observe_event({"event": "job_cancel_skipped", "why": why, "rule": "r"})
+    assert _value(metrics, "tapis_watchdog_cancels_skipped_total", rule="r", why=why) == 2
+    assert _value(metrics, "tapis_watchdog_cancels_total", rule="r", outcome=why) is None
 
 
 def test_rule_matches_by_rule(metrics: Metrics) -> None:
@@ -129,7 +152,7 @@ def test_odd_events_are_ignored_without_raising(metrics: Metrics, clock: Clock) 
     metrics.observe_event({"event": "job_cancel_skipped", "rule": None})
     metrics.observe_event(_poll_completed(jobs_seen="many", duration_s=None))
     assert _value(metrics, "tapis_watchdog_rule_matches_total", rule="-") == 1
-    assert _value(metrics, "tapis_watchdog_cancels_total", rule="-", outcome="skipped_-") == 1
+    assert _value(metrics, "tapis_watchdog_cancels_skipped_total", rule="-", why="-") == 1
     assert _value(metrics, "tapis_watchdog_polls_total", outcome="ok") == 1
     assert _value(metrics, "tapis_watchdog_jobs_watched") == 0
     assert metrics.healthy(clock.now)
@@ -192,7 +215,7 @@ def test_metrics_endpoint_serves_the_text_format(metrics: Metrics, server: Metri
     assert status == 200
     assert content_type.startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(body)}
-    assert all(name.startswith("tapis_watchdog_") for name in families)
+    assert all(name.startswith(("tapis_watchdog_", "process_", "python_")) for name in families)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in families.values()
@@ -219,12 +242,86 @@ def test_healthz_follows_the_last_good_poll(
 def test_other_paths_are_not_found(server: MetricsServer) -> None:
     assert _get(server, "/")[0] == 404
     assert _get(server, "/metrics/extra")[0] == 404
+    assert _get(server, "/healthzz")[0] == 404
     assert _get(server, "/metrics?name[]=x")[0] == 200
 
 
-def test_head_has_no_body(server: MetricsServer) -> None:
-    status, _, body = _get(server, "/metrics", method="HEAD")
-    assert (status, body) == (200, "")
+@pytest.mark.parametrize("path", ["/metrics", "/healthz"])
+def test_head_has_no_body(server: MetricsServer, path: str) -> None:
+    get_status, get_type, _ = _get(server, path)
+    status, content_type, body = _get(server, path, method="HEAD")
+    assert (status, content_type, body) == (get_status, get_type, "")
+
+
+def test_healthz_refuses_other_methods(server: MetricsServer) -> None:
+    assert _get(server, "/healthz", method="POST")[0] == 405
+
+
+def _get_raw(server: MetricsServer, path: str, **headers: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    response.body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+def test_gzip_when_asked(metrics: Metrics, server: MetricsServer) -> None:
+    metrics.observe_event(_poll_completed())
+    response = _get_raw(server, "/metrics", **{"Accept-Encoding": "gzip"})
+    assert response.getheader("Content-Encoding") == "gzip"
+    text = gzip.decompress(response.body).decode()  # type: ignore[attr-defined]
+    assert "tapis_watchdog_polls_total" in text
+    plain = _get_raw(server, "/metrics")
+    assert plain.getheader("Content-Encoding") is None
+
+
+def test_openmetrics_by_accept_header(metrics: Metrics, server: MetricsServer) -> None:
+    metrics.observe_event({"event": "job_cancelled", "rule": "r1"})
+    accept = "application/openmetrics-text; version=1.0.0"
+    response = _get_raw(server, "/metrics", Accept=accept)
+    assert (response.getheader("Content-Type") or "").startswith("application/openmetrics-text")
+    body = response.body.decode()  # type: ignore[attr-defined]
+    assert body.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(body)}
+    assert families["tapis_watchdog_cancels"].samples[0].value == 1
+
+
+def test_name_filter(metrics: Metrics, server: MetricsServer) -> None:
+    path = "/metrics?name[]=tapis_watchdog_circuit_open&name[]=tapis_watchdog_jobs_watched"
+    _, _, body = _get(server, path)
+    names = {f.name for f in text_string_to_metric_families(body)}
+    assert names == {"tapis_watchdog_circuit_open", "tapis_watchdog_jobs_watched"}
+
+
+def test_process_metrics_and_no_created_series(metrics: Metrics, server: MetricsServer) -> None:
+    metrics.observe_event(_poll_completed())
+    metrics.observe_event({"event": "job_cancel_requested", "rule": "r1"})
+    metrics.observe_tapis_call("cancel_job", 200, 0.3)
+    _, _, body = _get(server, "/metrics")
+    samples = {s.name for f in text_string_to_metric_families(body) for s in f.samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= samples
+    assert "process_start_time_seconds" in samples
+    assert "python_info" in samples
+    assert [name for name in samples if name.endswith("_created")] == []
+
+
+def test_more_routes_join_the_listener(server: MetricsServer) -> None:
+    def page(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [f"page at {environ['PATH_INFO']}".encode()]
+
+    server.routes.mount("/", page)
+    server.routes.mount("/api/", page)
+    assert _get(server, "/") == (200, "text/html", "page at /")
+    assert _get(server, "/api/summary") == (200, "text/html", "page at /api/summary")
+    assert _get(server, "/elsewhere")[0] == 404
+    assert _get(server, "/healthz")[0] == 503
+    assert server.routes.paths == ("/", "/api/", "/healthz", "/metrics")
+    with pytest.raises(ValueError, match="already mounted"):
+        server.routes.mount("/api/", page)
+    with pytest.raises(ValueError, match="starts with"):
+        server.routes.mount("api", page)
 
 
 def test_listens_on_the_configured_address_only(server: MetricsServer) -> None:

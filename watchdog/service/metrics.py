@@ -3,9 +3,11 @@
 `Metrics` keeps its own `CollectorRegistry` (never prometheus_client's global one, so two daemons in
 one test process do not collide) and is a listener for the event log: `observe_event` takes the
 same dicts that are written to stdout. Tapis calls are observed directly by the client through
-`observe_tapis_call`. `Metrics.start_server` serves `/metrics` and `/healthz` on one address.
+`observe_tapis_call`. `/metrics` is prometheus_client's own WSGI application (text format or
+OpenMetrics by the `Accept` header, gzip when asked, `name[]` filtering); `/healthz` is ours. Both
+are mounted on the listener of `watchdog.service.listener`, where other routes can join them.
 
-Every name starts with `tapis_watchdog_`:
+Every product name starts with `tapis_watchdog_`:
 
     polls_total{outcome}                       ok | failed
     poll_duration_seconds                      histogram of successful polls
@@ -13,43 +15,58 @@ Every name starts with `tapis_watchdog_`:
     last_successful_poll_timestamp_seconds     Unix time of the last good poll
     jobs_watched                               active jobs seen by the last poll
     rule_matches_total{rule}                   first matches of a (job, rule)
-    cancels_total{rule, outcome}               requested | cancelled | unconfirmed | failed |
-                                               skipped_<why> (exempt, dry_run, circuit_open, ...)
+    cancels_requested_total{rule}              cancels sent (job_cancel_requested)
+    cancels_total{rule, outcome}               how sent cancels ended: cancelled | unconfirmed |
+                                               failed (one per cancel, so a sum counts cancels)
+    cancels_skipped_total{rule, why}           cancels not sent: exempt, dry_run, circuit_open, ...
     tapis_calls_total{operation, http_status}  http_status "none" when no response came back
     tapis_call_duration_seconds{operation}     histogram
     circuit_open                               1 while the breaker holds cancels back
     build_info{version}
+
+plus prometheus_client's `process_*` (CPU, memory, open files, start time), `python_info` and
+`python_gc_*`. No `*_created` series: they double the series count and no alert needs them.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
     generate_latest,
+    make_wsgi_app,
 )
 
 from watchdog import __version__
+from watchdog.service.listener import HttpListener, Routes, parse_listen, start_listener
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+
+    from watchdog.service.listener import StartResponse, WSGIApp
+
+__all__ = ["Metrics", "MetricsServer", "parse_listen", "start_server"]
+
+MetricsServer = HttpListener
+"""The listener that serves the metrics (kept under this name for the daemon and the demo)."""
+
+# Process-wide in prometheus_client; set before any sample is collected.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _PREFIX = "tapis_watchdog"
 _HEALTHY_INTERVALS = 3
 _CANCEL_OUTCOMES = {
-    "job_cancel_requested": "requested",
     "job_cancelled": "cancelled",
     "job_cancel_unconfirmed": "unconfirmed",
     "job_cancel_failed": "failed",
@@ -109,10 +126,22 @@ class Metrics:
         self.rule_matches = Counter(
             f"{_PREFIX}_rule_matches", "First matches of a (job, rule).", ["rule"], registry=r
         )
+        self.cancels_requested = Counter(
+            f"{_PREFIX}_cancels_requested",
+            "Cancels sent to Tapis, by rule.",
+            ["rule"],
+            registry=r,
+        )
         self.cancels = Counter(
             f"{_PREFIX}_cancels",
-            "Cancel decisions by rule and outcome.",
+            "How sent cancels ended, by rule: cancelled, unconfirmed or failed.",
             ["rule", "outcome"],
+            registry=r,
+        )
+        self.cancels_skipped = Counter(
+            f"{_PREFIX}_cancels_skipped",
+            "Cancels decided but not sent, by rule and why (exempt, dry_run, circuit_open, ...).",
+            ["rule", "why"],
             registry=r,
         )
         self.tapis_calls = Counter(
@@ -132,6 +161,10 @@ class Metrics:
             f"{_PREFIX}_circuit_open", "1 while the circuit breaker holds cancels.", registry=r
         )
         Info(f"{_PREFIX}_build", "The running version.", registry=r).info({"version": __version__})
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        if GC_COLLECTOR is not None:  # None where the interpreter has no gc.get_stats
+            GCCollector(registry=r)
         for outcome in ("ok", "failed"):
             self.polls.labels(outcome=outcome)
         self.poll_interval.set(self._interval)
@@ -171,12 +204,14 @@ class Metrics:
             self.polls.labels(outcome="failed").inc()
         elif name == "rule_matched":
             self.rule_matches.labels(rule=_label(event.get("rule"))).inc()
+        elif name == "job_cancel_requested":
+            self.cancels_requested.labels(rule=_label(event.get("rule"))).inc()
         elif name in _CANCEL_OUTCOMES:
             outcome = _CANCEL_OUTCOMES[name]
             self.cancels.labels(rule=_label(event.get("rule")), outcome=outcome).inc()
         elif name == "job_cancel_skipped":
-            outcome = f"skipped_{_label(event.get('why'))}"
-            self.cancels.labels(rule=_label(event.get("rule")), outcome=outcome).inc()
+            why = _label(event.get("why"))
+            self.cancels_skipped.labels(rule=_label(event.get("rule")), why=why).inc()
         elif name == "circuit_opened":
             self.circuit_open.set(1)
         elif name == "circuit_closed":
@@ -198,7 +233,39 @@ class Metrics:
         """The registry in the Prometheus text exposition format."""
         return generate_latest(self.registry)
 
-    def start_server(self, listen: str) -> MetricsServer:
+    def metrics_app(self) -> WSGIApp:
+        """prometheus_client's WSGI application for this registry (`/metrics`)."""
+        app: WSGIApp = make_wsgi_app(self.registry)
+        return app
+
+    def healthz_app(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """`/healthz`: 200 `ok` while `healthy()`, else 503 saying why; GET and HEAD only."""
+        if environ.get("REQUEST_METHOD") not in {"GET", "HEAD"}:
+            status, body = "405 Method Not Allowed", b"use GET or HEAD\n"
+        elif self.healthy():
+            status, body = "200 OK", b"ok\n"
+        else:
+            status, body = "503 Service Unavailable", _UNHEALTHY
+        start_response(
+            status,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                ("Allow", "GET, HEAD"),
+            ],
+        )
+        return [body]
+
+    def mount(self, routes: Routes) -> Routes:
+        """Add `/metrics` and `/healthz` to `routes`, and return it."""
+        routes.mount("/metrics", self.metrics_app())
+        routes.mount("/healthz", self.healthz_app)
+        return routes
+
+    def start_server(self, listen: str) -> HttpListener:
         """Serve `/metrics` and `/healthz` on `listen` (`host:port`, `[::1]:port`; 0: any port).
 
         Raises:
@@ -208,109 +275,16 @@ class Metrics:
         return start_server(listen, self)
 
 
-def start_server(listen: str, metrics: Metrics) -> MetricsServer:
+_UNHEALTHY = f"unhealthy: no successful poll within {_HEALTHY_INTERVALS} intervals\n".encode()
+
+
+def start_server(listen: str, metrics: Metrics) -> HttpListener:
     """Serve `metrics` on `/metrics` and `/healthz` at `listen`; see `Metrics.start_server`.
+
+    More routes can be mounted on the returned listener's `routes`.
 
     Raises:
         ValueError: `listen` is not `host:port`.
         OSError: the address cannot be bound (in use, not local, ...).
     """
-    host, port = parse_listen(listen)
-    return MetricsServer(metrics, host, port)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split `127.0.0.1:9469` or `[::1]:9469` into host and port.
-
-    Raises:
-        ValueError: not `host:port`, or the port is outside 0..65535.
-    """
-    host, sep, port_text = listen.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if bracketed:
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f'expected "host:port" such as "127.0.0.1:9469", got {listen!r}')
-    if bracketed or ":" in host:
-        try:
-            ipaddress.IPv6Address(host if bracketed else "")
-        except ValueError:
-            msg = f'expected an IPv6 address in brackets such as "[::1]:9469", got {listen!r}'
-            raise ValueError(msg) from None
-    return host, int(port_text)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    metrics: ClassVar[Metrics]
-    server_version = "tapis-watchdog"
-
-    def do_GET(self) -> None:
-        self._answer(with_body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(with_body=False)
-
-    def _answer(self, *, with_body: bool) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            status, content_type, body = HTTPStatus.OK, CONTENT_TYPE_LATEST, self.metrics.render()
-        elif path == "/healthz":
-            healthy = self.metrics.healthy()
-            status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
-            content_type = "text/plain; charset=utf-8"
-            body = b"ok\n" if healthy else b"unhealthy: no successful poll within 3 intervals\n"
-        else:
-            status, content_type, body = HTTPStatus.NOT_FOUND, "text/plain", b"not found\n"
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if with_body:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        # stdout belongs to the event log and scrapes are not events: stay quiet.
-        pass
-
-
-class MetricsServer:
-    """An HTTP listener for `/metrics` and `/healthz`, serving from a daemon thread."""
-
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
-        """Bind `host:port` and start serving. Raises OSError when the address cannot be bound."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        handler = type("MetricsHandler", (_Handler,), {"metrics": metrics})
-        server_class = type(
-            "MetricsHTTPServer",
-            (ThreadingHTTPServer,),
-            {"address_family": family, "daemon_threads": True},
-        )
-        self._server: ThreadingHTTPServer = server_class((host, port), handler)
-        self.host = host
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="tapis-watchdog-metrics",
-            daemon=True,
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. `http://127.0.0.1:9469`."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop listening and wait up to `timeout` seconds for the serving thread."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    return start_listener(listen, metrics.mount(Routes()))
