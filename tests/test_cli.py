@@ -10,7 +10,17 @@ import pytest
 from watchdog import __version__
 from watchdog.cli import build_parser, main
 
-SUBCOMMANDS = ("run", "check", "explain", "test-rules", "cancel", "history", "sim", "demo")
+SUBCOMMANDS = (
+    "run",
+    "check",
+    "explain",
+    "test-rules",
+    "cancel",
+    "history",
+    "silence",
+    "sim",
+    "demo",
+)
 
 
 def test_every_product_command_exists():

@@ -133,6 +133,8 @@ def test_events_are_the_product_events() -> None:
         "circuit_opened",
         "circuit_closed",
         "tapis_error",
+        "silence_added",
+        "silence_expired",
     }
     assert len(EVENTS) == len(set(EVENTS))
 

@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import select
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from structlog.testing import capture_logs
 from watchdog.errors import TapisAuthError
 from watchdog.events import EVENTS, EventLog, configure_logging, redact, register_secret
 from watchdog.jobs import Job
-from watchdog.state.store import StateStore
+from watchdog.state.store import Silence, StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -31,6 +32,18 @@ JOB = Job(
     name="big run",
 )
 JOB_FIELDS = {"job_uuid", "owner", "app_id", "status", "rule", "reason", "dry_run"}
+SILENCE = Silence(
+    id="k3m9xq",
+    created_at=datetime(2026, 3, 1, 1, 10, tzinfo=UTC),
+    expires_at=datetime(2026, 3, 1, 3, 10, tzinfo=UTC),
+    created_by="alice",
+    reason="needs two more hours",
+    uuids=(JOB.uuid,),
+)
+SILENCE_FIELDS = {
+    *("silence_id", "by", "reason", "matches", "uuids", "owner", "app", "rule"),
+    *("created_at", "expires_at"),
+}
 BASE_FIELDS = {"timestamp", "level", "event"}
 
 
@@ -142,6 +155,20 @@ CASES: list[tuple[str, str, set[str], Callable[[EventLog], None]]] = [
         "warning",
         {"operation", "http_status", "error", "retry_in_s"},
         lambda log: log.tapis_error("getJobSearchList", 503, "unavailable", 5.0),
+    ),
+    (
+        "silence_added",
+        "info",
+        SILENCE_FIELDS,
+        lambda log: log.silence_added(SILENCE),
+    ),
+    (
+        "silence_expired",
+        "info",
+        {*SILENCE_FIELDS, "expired_at", "ended_by"},
+        lambda log: log.silence_expired(
+            replace(SILENCE, ended_at=SILENCE.created_at + timedelta(hours=1), ended_by="bob")
+        ),
     ),
 ]
 

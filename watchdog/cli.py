@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from watchdog import __version__
 from watchdog.errors import ConfigError, TapisAuthError, WatchdogError
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler="watchdog.tools.commands:cmd_history")
 
+    _add_silence(sub)
+
     p = sub.add_parser(
         "sim",
         help="run the built-in Tapis simulator",
@@ -168,6 +171,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="watchdog.tools.demo:cmd_demo")
     return parser
+
+
+def _add_silence(sub: Any) -> None:
+    parent = sub.add_parser(
+        "silence",
+        help="let matching jobs run: time-boxed silences that spare them from cancels",
+        description=(
+            "Add, list and expire silences. A silence spares the jobs it matches from cancels "
+            "(optionally for one rule only) until it expires; it is kept in the state store "
+            "(state.path), applies from the daemon's next poll without a reload, and needs no "
+            "Tapis credentials. Exit: 0; 1 no state store or no such silence; 2 invalid "
+            "configuration or usage."
+        ),
+    )
+    silence = parent.add_subparsers(dest="silence_command", metavar="ACTION", required=True)
+    p = silence.add_parser(
+        "add",
+        help="spare jobs (by uuid, owner, app or rule) from cancels for a while",
+        description=(
+            "Spare the matching jobs from cancels for --for (at most safety.max_silence). Every "
+            "selector given must hold: UUIDs (any of them), --owner (exact), --app (a glob on "
+            "appId); --rule limits it to one rule. A silence matching every job needs --all. "
+            "Prints the new silence's id. Exit: 0 added; 1 no state store; 2 invalid usage."
+        ),
+    )
+    _add_config(p)
+    p.add_argument("uuids", nargs="*", metavar="UUID", help="jobs to spare (any of them)")
+    p.add_argument("--owner", metavar="O", help="spare the jobs of this owner")
+    p.add_argument("--app", metavar="GLOB", help="spare the jobs whose appId matches this glob")
+    p.add_argument("--rule", metavar="NAME", help="spare them from this rule only")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        required=True,
+        metavar="DURATION",
+        help="how long, e.g. 2h or 1d12h (at most safety.max_silence, default 7d)",
+    )
+    p.add_argument("--reason", required=True, help="why, for the audit trail")
+    p.add_argument("--by", metavar="NAME", help="who (default: $SUDO_USER, else your login)")
+    p.add_argument(
+        "--all", action="store_true", help="allow a silence that matches every job (of --rule)"
+    )
+    p.add_argument("--json", action="store_true", help="print the silence as one JSON object")
+    p.set_defaults(handler="watchdog.tools.silence:cmd_silence")
+
+    p = silence.add_parser(
+        "list",
+        help="the active silences",
+        description=(
+            "List the silences in force now: id, end, time left, author, what they match, "
+            "reason. Exit: 0; 1 no state store."
+        ),
+    )
+    _add_config(p)
+    p.add_argument("--expired", action="store_true", help="also the silences that have ended")
+    p.add_argument("--json", action="store_true", help="one JSON object per silence")
+    p.set_defaults(handler="watchdog.tools.silence:cmd_silence")
+
+    p = silence.add_parser(
+        "expire",
+        help="end a silence now",
+        description=(
+            "End an active silence now: from the daemon's next poll the jobs it spared can be "
+            "cancelled again. Exit: 0 (also when it had already ended); 1 no such silence or no "
+            "state store."
+        ),
+    )
+    _add_config(p)
+    p.add_argument("id", metavar="ID", help="the silence's id (see: silence list)")
+    p.add_argument("--by", metavar="NAME", help="who (default: $SUDO_USER, else your login)")
+    p.set_defaults(handler="watchdog.tools.silence:cmd_silence")
 
 
 def _resolve(spec: str) -> Handler:

@@ -13,6 +13,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from watchdog.errors import WatchdogError
 if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping, Sequence
 
+    from watchdog.state.schema import Silence
     from watchdog.state.store import StateStore
 
 __all__ = [
@@ -421,6 +423,39 @@ class EventLog:
         self._job(
             "warning", "job_cancel_failed", job, rule=rule, reason=reason, dry_run=dry_run, **fields
         )
+
+    # -- silences ----------------------------------------------------------------------------------
+
+    def silence_added(self, silence: Silence, **extra: Any) -> None:
+        self.emit("info", "silence_added", **silence_fields(silence), **extra)
+
+    def silence_expired(self, silence: Silence, **extra: Any) -> None:
+        """The silence stopped sparing jobs: at its expiry, or `ended_by` someone by hand."""
+        fields = silence_fields(silence)
+        fields["expired_at"] = _iso(silence.until)
+        if silence.ended_by is not None and silence.until < silence.expires_at:
+            fields["ended_by"] = silence.ended_by
+        self.emit("info", "silence_expired", **fields, **extra)
+
+
+def silence_fields(silence: Silence) -> dict[str, Any]:
+    """A silence as event fields: who spares what, why, and until when."""
+    return {
+        "silence_id": silence.id,
+        "by": silence.created_by,
+        "reason": silence.reason,
+        "matches": silence.describe(),
+        "uuids": list(silence.uuids),
+        "owner": silence.owner,
+        "app": silence.app,
+        "rule": silence.rule,
+        "created_at": _iso(silence.created_at),
+        "expires_at": _iso(silence.expires_at),
+    }
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _name_of(listener: Callable[..., Any]) -> str:

@@ -69,6 +69,8 @@ EVENTS: tuple[str, ...] = (
     "circuit_opened",
     "circuit_closed",
     "tapis_error",
+    "silence_added",
+    "silence_expired",
 )
 LIST_TYPES: tuple[str, ...] = ("MY_JOBS", "SHARED_JOBS", "ALL_JOBS")
 _BASE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
@@ -208,13 +210,15 @@ class ExemptSettings(StrictModel):
 
 
 class SafetySettings(StrictModel):
-    """Dry run, the circuit breaker, cancel verification (and its one re-send), exemptions."""
+    """Dry run, the circuit breaker, cancel verification (and its one re-send), the longest
+    silence `tapis-watchdog silence add` accepts, exemptions."""
 
     dry_run: Flag = False
     max_cancels_per_poll: PositiveInt = 10
     max_cancels_per_hour: PositiveInt = 50
     verify_timeout: PositiveDuration = timedelta(minutes=15)
     resend_after: PositiveDuration = timedelta(minutes=1)
+    max_silence: PositiveDuration = timedelta(days=7)
     exempt: ExemptSettings = ExemptSettings()
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ round-trip exactly and compare in SQL. `PRAGMA user_version` counts the migratio
 
 from __future__ import annotations
 
+import json
 import sqlite3  # noqa: TC003 - row types in the records' constructors
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ __all__ = [
     "PENDING",
     "CancelRecord",
     "Decision",
+    "Silence",
     "from_db",
     "now_utc",
     "to_db",
@@ -80,6 +82,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_at ON events (at);
     CREATE INDEX events_job ON events (job_uuid) WHERE job_uuid IS NOT NULL;
+    """,
+    # Silences: `uuids` is a JSON list (empty: any job); a NULL selector does not narrow.
+    # `ended_at` is set by `silence expire`; `expiry_logged_at` once `silence_expired` is logged.
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        uuids TEXT NOT NULL,
+        owner TEXT,
+        app TEXT,
+        rule TEXT,
+        ended_at INTEGER,
+        ended_by TEXT,
+        expiry_logged_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX silences_expires ON silences (expires_at);
     """,
 )
 
@@ -166,4 +187,80 @@ class CancelRecord:
             final_status=row["final_status"],
             latency_s=row["latency_s"],
             detail=row["detail"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """A time-boxed "let these jobs run": matching jobs are spared from cancels until `until`.
+
+    Job selectors (`uuids`, any of them; `owner`, exact; `app`, a glob on appId) must all hold;
+    none at all means every job (only created with an explicit `--all`). `rule`, when set,
+    spares the jobs from that rule (or budget) only. `ended_at` is set when it was expired by hand
+    before `expires_at`.
+    """
+
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    created_by: str
+    reason: str
+    uuids: tuple[str, ...] = ()
+    owner: str | None = None
+    app: str | None = None
+    rule: str | None = None
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    expiry_logged: bool = False
+
+    @property
+    def until(self) -> datetime:
+        """When the silence stops sparing jobs: its expiry, or when it was expired by hand."""
+        if self.ended_at is not None and self.ended_at < self.expires_at:
+            return self.ended_at
+        return self.expires_at
+
+    def active(self, now: datetime) -> bool:
+        """True while it spares jobs: created at or before `now`, and `now` before `until`."""
+        return self.created_at <= now < self.until
+
+    @property
+    def matches_every_job(self) -> bool:
+        """No job selector: every job (of `rule`, when set)."""
+        return not self.uuids and self.owner is None and self.app is None
+
+    def describe(self) -> str:
+        """What it matches, as a person reads it: `uuid a, b; owner alice; rule frontera-12h`."""
+        parts = []
+        if self.uuids:
+            parts.append(f"uuid {', '.join(self.uuids)}")
+        if self.owner is not None:
+            parts.append(f"owner {self.owner}")
+        if self.app is not None:
+            parts.append(f"app {self.app}")
+        if not parts:
+            parts.append("every job")
+        if self.rule is not None:
+            parts.append(f"rule {self.rule}")
+        return "; ".join(parts)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Silence:
+        created_at, expires_at = from_db(row["created_at"]), from_db(row["expires_at"])
+        assert created_at is not None
+        assert expires_at is not None
+        uuids = json.loads(row["uuids"])
+        return cls(
+            id=row["id"],
+            created_at=created_at,
+            expires_at=expires_at,
+            created_by=row["created_by"],
+            reason=row["reason"],
+            uuids=tuple(str(u) for u in uuids),
+            owner=row["owner"],
+            app=row["app"],
+            rule=row["rule"],
+            ended_at=from_db(row["ended_at"]),
+            ended_by=row["ended_by"],
+            expiry_logged=row["expiry_logged_at"] is not None,
         )

@@ -2,7 +2,8 @@
 
 One file in WAL mode, opened by the daemon (and read by `history`). Everything that must survive a
 restart lives here: when a job entered its status, which rules matched it and when, every cancel
-from intent to outcome, the rolling window of cancels sent, notification claims, and every event.
+from intent to outcome, the rolling window of cancels sent, notification claims, every event, and
+the silences (`state/silences.py`, written by `tapis-watchdog silence`).
 
 Times are aware UTC datetimes at the API and integer microseconds since the epoch on disk, so they
 round-trip exactly and compare in SQL. A cancel intent is committed with `synchronous=FULL` before
@@ -32,19 +33,21 @@ from watchdog.state.schema import (
     PENDING,
     CancelRecord,
     Decision,
+    Silence,
     from_db,
     now_utc,
     to_db,
 )
+from watchdog.state.silences import SilenceTable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
     from types import TracebackType
 
-__all__ = ["MIGRATIONS", "CancelRecord", "Decision", "StateStore"]
+__all__ = ["MIGRATIONS", "CancelRecord", "Decision", "Silence", "StateStore"]
 
 
-class StateStore:
+class StateStore(SilenceTable):
     """The daemon's memory across restarts, in one SQLite file. Build it with `StateStore.open`.
 
     Meant for one thread at a time (the daemon's event loop), but the connection may be opened in a
@@ -459,8 +462,8 @@ class StateStore:
     # -- pruning -----------------------------------------------------------------------------------
 
     def prune(self, before: datetime) -> int:
-        """Forget jobs last recorded before `before` (unless a cancel of theirs is pending) and
-        audit events older than `before`. Returns the number of rows removed."""
+        """Forget jobs last recorded before `before` (unless a cancel of theirs is pending), audit
+        events older than `before` and silences that ended before it. Returns the rows removed."""
         ts = to_db(before)
         removed = 0
         stale = (
@@ -475,7 +478,7 @@ class StateStore:
                     (ts,),
                 ).rowcount
             removed += conn.execute("DELETE FROM events WHERE at < ?", (ts,)).rowcount
-        return removed
+        return removed + self.prune_silences(before)
 
 
 def _event_time(value: Any) -> datetime:

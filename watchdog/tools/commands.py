@@ -269,7 +269,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             parts.append(f"{job} rule={event.get('rule', '-')}")
         parts.extend(
             f"{key}={event[key]}"
-            for key in ("why", "final_status", "reason", "error")
+            for key in (
+                *("silence_id", "matches", "by", "expires_at", "ended_by"),
+                *("why", "final_status", "reason", "error"),
+            )
             if event.get(key) not in (None, "")
         )
         _out("  ".join(parts))

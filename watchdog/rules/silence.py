@@ -1,0 +1,55 @@
+"""Which silence spares a job from a rule's cancel: pure, no I/O, no clock (`now` is passed in).
+
+A silence spares a job when every job selector it has holds (`uuids`: any of them; `owner`: exact;
+`app`: a glob on appId, case-sensitive like the rules' globs) and, when it names a `rule`, only
+for that rule. Budget cancels go through the same function with the budget's name as the rule, so
+`silence add --rule NAME` can name a budget as well.
+
+When several silences spare the same cancel, the one lasting longest is named: it is the one that
+decides when the cancel can happen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from watchdog.jobs import Job
+    from watchdog.state.schema import Silence
+
+__all__ = ["glob_matches_everything", "silence_for", "spares"]
+
+
+@lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.DOTALL)
+
+
+def glob_matches_everything(pattern: str) -> bool:
+    """True for a glob that every string matches (`*`, `**`): it selects nothing."""
+    return bool(pattern) and set(pattern) == {"*"}
+
+
+def spares(silence: Silence, job: Job, rule: str, now: datetime) -> bool:
+    """True when `silence` is active at `now` and spares `job` from `rule`'s cancel."""
+    if not silence.active(now):
+        return False
+    if silence.rule is not None and silence.rule != rule:
+        return False
+    if silence.uuids and job.uuid not in silence.uuids:
+        return False
+    if silence.owner is not None and job.owner != silence.owner:
+        return False
+    return silence.app is None or _glob(silence.app).match(job.app_id) is not None
+
+
+def silence_for(job: Job, rule: str, silences: Iterable[Silence], now: datetime) -> Silence | None:
+    """The silence that spares `job` from `rule` at `now` (the longest-lasting one), or None."""
+    found = [s for s in silences if spares(s, job, rule, now)]
+    return max(found, key=lambda s: (s.until, s.id)) if found else None
