@@ -110,8 +110,10 @@ def test_explain_shows_each_rules_verdict_and_acts_on_nothing(
     t = tenant(base_fleet(JOBS))
     t.write_config(RULES)
     over, short = t.uuid("over"), t.uuid("short")
-    assert main(["explain", "-c", str(t.config_path), over, short, UNKNOWN_UUID]) == 0
-    out = capsys.readouterr().out
+    # One job Tapis does not know: every other job is still explained, and the exit says so.
+    assert main(["explain", "-c", str(t.config_path), over, short, UNKNOWN_UUID]) == 4
+    captured = capsys.readouterr()
+    out = captured.out
     sections = out.split("job ")
     over_text = next(s for s in sections if s.startswith(over))
     short_text = next(s for s in sections if s.startswith(short))
@@ -123,7 +125,7 @@ def test_explain_shows_each_rules_verdict_and_acts_on_nothing(
     assert "no cancel" in short_text
     for rule in RULES:
         assert f"{rule['name']} ({rule['action']})" in over_text
-    assert UNKNOWN_UUID in out
+    assert f"job {UNKNOWN_UUID}: Tapis does not know this job" in captured.err
     assert t.posts("cancel") == []
     assert t.posts("sendEvent") == []
     assert not t.state_path.exists()
@@ -169,14 +171,14 @@ def test_cancel_follows_the_job_until_it_is_cancelled(
     assert t.sim.job(over)["status"] == "CANCELLED"
 
 
-@pytest.mark.parametrize("which", ["terminal", "unknown"])
+@pytest.mark.parametrize(("which", "code"), [("terminal", 1), ("unknown", 4)])
 def test_cancel_refuses_terminal_and_unknown_jobs_without_a_cancel(
-    tenant: TenantFactory, capsys: pytest.CaptureFixture[str], which: str
+    tenant: TenantFactory, capsys: pytest.CaptureFixture[str], which: str, code: int
 ) -> None:
     t = tenant(base_fleet(JOBS))
     t.write_config(RULES)
     uuid = t.uuid("done") if which == "terminal" else UNKNOWN_UUID
-    assert main(["cancel", "-c", str(t.config_path), uuid, "--yes"]) == 1
+    assert main(["cancel", "-c", str(t.config_path), uuid, "--yes"]) == code
     err = capsys.readouterr().err
     assert uuid in err
     assert t.posts("cancel") == []

@@ -1,25 +1,38 @@
 """The `tapis-watchdog` command: subcommands, and the mapping of errors to exit codes.
 
-Exit codes: 0 success; 1 unexpected failure; 2 invalid configuration or usage; 3 cannot
-authenticate to Tapis. Subcommands import their machinery lazily so that `check` and `sim`
-start fast and never import what they do not use.
+Exit codes (the `EXIT_*` constants of `watchdog.errors`): 0 success; 1 failure; 2 usage error,
+invalid input file, invalid configuration or an address that cannot be listened on; 3 cannot
+authenticate to Tapis; 4 a job named on the command line is unknown to Tapis or not visible;
+130 interrupted; 141 the reader of stdout went away. No traceback reaches the user: every
+failure is one line on stderr saying what and where. Subcommands import their machinery lazily,
+so that `check` and `sim` start fast and never import what they do not use.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from watchdog import __version__
-from watchdog.errors import ConfigError, TapisAuthError, WatchdogError
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
+from watchdog.errors import (
+    EXIT_AUTH,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    EXIT_USAGE,
+    ConfigError,
+    InputError,
+    ListenError,
+    TapisAuthError,
+    UsageError,
+    WatchdogError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -42,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
             "time in a status, node hours, bad inputs), cancel offending jobs through cancelJob, "
             "prove each cancel took effect, and log every decision as a structured event."
         ),
-        epilog="Exit codes: 0 ok, 1 unexpected failure, 2 invalid configuration or usage, "
-        "3 cannot authenticate to Tapis.",
+        epilog="Exit codes: 0 ok; 1 failure; 2 usage error, invalid input file or configuration, "
+        "or an address that cannot be listened on; 3 cannot authenticate to Tapis; 4 a job named "
+        "on the command line is unknown to Tapis or not visible; 130 interrupted; 141 the reader "
+        "of stdout went away.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -56,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             "rules, cancel offending jobs (fresh status check, cancelJob, follow until terminal) "
             "and log every decision as one JSON line. SIGTERM/SIGINT stop it, SIGHUP reloads the "
             "configuration. Exit: 0 stopped; 1 unexpected failure, or --once whose poll failed; 2"
-            " invalid configuration; 3 cannot authenticate."
+            " invalid configuration, or metrics.listen in use; 3 cannot authenticate."
         ),
     )
     _add_config(p)
@@ -85,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fetch jobs from Tapis (or read saved job records with --job-file, no credentials "
             "needed) and show each rule's verdict with its reason, and what the daemon would do. "
-            "Acts on nothing. Exit: 0; 2 for a bad file or configuration."
+            "Acts on nothing. Exit: 0; 1 a record that cannot be read; 2 usage, a bad job file or "
+            "configuration; 3 cannot authenticate; 4 a job unknown to Tapis or not visible."
         ),
     )
     _add_config(p)
@@ -118,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Check the job's status, refuse a terminal job, ask for confirmation (unless --yes), "
             "cancel it, then follow its status until Tapis shows it terminal or "
-            "safety.verify_timeout passes. Exit: 0 cancelled; 1 refused, unknown, or not "
-            "confirmed; 2 no --yes without a terminal; 3 cannot authenticate."
+            "safety.verify_timeout passes. Exit: 0 cancelled; 1 terminal, declined or not "
+            "confirmed; 2 no --yes without a terminal, or invalid configuration; 3 cannot "
+            "authenticate; 4 unknown to Tapis or not visible."
         ),
     )
     _add_config(p)
@@ -148,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Serve a simulated Tapis v3 tenant on loopback for trying rules, the demo, tests and "
             "benchmarks. The first line on stdout is JSON with base_url, tenant_id, username and "
-            "password; it serves until SIGTERM or SIGINT. Exit: 0; 2 for an invalid fleet file."
+            "password; it serves until SIGTERM or SIGINT. Exit: 0; 2 an invalid fleet file, or "
+            "the address cannot be listened on."
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -252,20 +270,67 @@ def _resolve(spec: str) -> Handler:
     return handler
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = _resolve(args.handler)
+def _say(text: str) -> None:
+    # stderr itself may be gone (closed by the caller): there is no one left to tell.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(f"tapis-watchdog: {text}", file=sys.stderr, flush=True)  # noqa: T201
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of an unexpected exception, as `module.py:line`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {Path(last.filename).name}:{last.lineno})"
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout went away (`| head`): point stdout at /dev/null, so the interpreter's
+    own flush at exit cannot fail a second time."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:  # noqa: PLR0911 - one per error kind
     try:
         return handler(args)
+    except UsageError as exc:
+        _say(f"usage error: {exc} (see tapis-watchdog {args.command} --help)")
+        return EXIT_USAGE
+    except InputError as exc:
+        _say(f"invalid input: {exc}")
+        return EXIT_USAGE
     except ConfigError as exc:
-        print(f"tapis-watchdog: invalid configuration: {exc}", file=sys.stderr)  # noqa: T201
+        _say(f"invalid configuration: {exc}")
+        return EXIT_USAGE
+    except ListenError as exc:
+        _say(str(exc))
         return EXIT_USAGE
     except TapisAuthError as exc:
-        print(f"tapis-watchdog: cannot authenticate to Tapis: {exc}", file=sys.stderr)  # noqa: T201
+        _say(f"cannot authenticate to Tapis: {exc}")
         return EXIT_AUTH
     except WatchdogError as exc:
-        print(f"tapis-watchdog: {exc}", file=sys.stderr)  # noqa: T201
+        _say(str(exc))
         return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code. No exception reaches the caller but SystemExit
+    from argparse (--help, --version, a usage error: exit 0 or 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = _run(_resolve(args.handler), args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        return EXIT_PIPE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _say(f"unexpected error: {type(exc).__name__}: {exc}{_where(exc)}")
+        return EXIT_FAILURE
+    return code

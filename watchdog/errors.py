@@ -1,7 +1,11 @@
 """The exceptions tapis-watchdog raises, one tree rooted at `WatchdogError`.
 
     WatchdogError
-    ├── ConfigError                 invalid configuration or usage (exit 2)
+    ├── UsageError                  a command line that cannot be run (exit 2)
+    ├── InputError                  a file named on the command line (cases, job record) is
+    │                               missing or malformed (exit 2)
+    ├── ConfigError                 invalid configuration (exit 2)
+    ├── ListenError                 an address from the configuration cannot be listened on (exit 2)
     ├── JobRecordError              a job record from Tapis that cannot be read
     ├── StateError                  the SQLite state store cannot be opened or migrated
     └── TapisError                  a Tapis call failed (operation, http_status, detail)
@@ -24,9 +28,40 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+# The exit codes of the command line (README's table).
+EXIT_OK = 0
+EXIT_FAILURE = 1  # something failed: an unexpected error, a refused cancel, a failed case
+EXIT_USAGE = 2  # usage error, invalid input file or configuration, an address in use
+EXIT_AUTH = 3  # cannot authenticate to Tapis
+EXIT_LOOKUP = 4  # a job named on the command line is unknown to Tapis or not visible
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+EXIT_PIPE = 141  # the reader of stdout went away (`| head`), as a shell reports SIGPIPE
+
 
 class WatchdogError(Exception):
     """The root of every error tapis-watchdog raises on purpose."""
+
+
+def _problems_message(problems: Sequence[str], source: str | None) -> str:
+    head = f"{source}: " if source else ""
+    if len(problems) == 1:
+        return f"{head}{problems[0]}"
+    return f"{head}{len(problems)} errors\n" + "\n".join(f"  {p}" for p in problems)
+
+
+class UsageError(WatchdogError):
+    """The command line cannot be run: a missing argument, a bad option value, options that
+    exclude each other. The message says which option and what is expected."""
+
+
+class InputError(WatchdogError):
+    """A file named on the command line (a case file, a saved job record) is missing or
+    malformed; `problems` has one line per error, each saying where in the file."""
+
+    def __init__(self, problems: Sequence[str], *, source: str) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        super().__init__(_problems_message(self.problems, source))
 
 
 class ConfigError(WatchdogError):
@@ -35,14 +70,18 @@ class ConfigError(WatchdogError):
     def __init__(self, problems: Sequence[str], *, source: str | None = None) -> None:
         self.problems = tuple(problems)
         self.source = source
-        head = f"{source}: " if source else ""
-        if len(self.problems) == 1:
-            msg = f"{head}{self.problems[0]}"
-        else:
-            msg = f"{head}{len(self.problems)} errors\n" + "\n".join(
-                f"  {p}" for p in self.problems
-            )
-        super().__init__(msg)
+        super().__init__(_problems_message(self.problems, source))
+
+
+class ListenError(WatchdogError):
+    """An address the configuration asks to listen on cannot be bound (in use, not local)."""
+
+    def __init__(self, address: str, key: str, detail: str, *, source: str | None = None) -> None:
+        self.address = address
+        self.key = key
+        self.detail = detail
+        where = f"{key} in {source}" if source else key
+        super().__init__(f"cannot listen on {address} ({where}): {detail}")
 
 
 class JobRecordError(WatchdogError):

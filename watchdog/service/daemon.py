@@ -30,6 +30,7 @@ from watchdog.act.actor import Actor
 from watchdog.config.model import Config, load_config
 from watchdog.errors import (
     ConfigError,
+    ListenError,
     PollError,
     TapisAuthError,
     TapisError,
@@ -397,6 +398,7 @@ def build_daemon(
     Raises:
         ConfigError: the configuration is invalid, or `state.path` cannot hold a database.
         StateError: the state store cannot be opened.
+        ListenError: `metrics.listen` cannot be bound (in use, not local).
     """
     config = load_config(config_path)
     rules = compile_rules(config.rules)
@@ -408,7 +410,17 @@ def build_daemon(
     all_listeners = list(listeners)
     if config.metrics is not None:
         metrics = Metrics(config.poll.interval.total_seconds())
-        server = start_server(config.metrics.listen, metrics)
+        try:
+            server = start_server(config.metrics.listen, metrics)
+        except OSError as exc:
+            store.close()
+            # Usually another daemon (or a dry run beside it) with the same configuration.
+            raise ListenError(
+                config.metrics.listen,
+                "metrics.listen",
+                exc.strerror or str(exc),
+                source=str(config_path),
+            ) from None
         all_listeners.append(metrics.observe_event)
     notifier: Notifier | None = None
     if config.notify:

@@ -6,13 +6,14 @@ fleet's first user), so scripts and the demo can read where to connect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from watchdog.errors import ConfigError
+from watchdog.errors import UsageError
 from watchdog.sim.fleet import DEFAULT_FLEET, Fleet, load_fleet
 from watchdog.sim.generate import generate_fleet
 from watchdog.sim.simulator import Simulator
@@ -25,17 +26,18 @@ def build_fleet(args: argparse.Namespace) -> Fleet:
     """The fleet the arguments ask for: a file, a generated one, or the small default.
 
     Raises:
-        ConfigError: both --fleet and --jobs, a bad file, or a bad job count.
+        UsageError: both --fleet and --jobs, a bad job count.
+        ConfigError: a bad fleet file.
     """
     if args.fleet and args.jobs is not None:
-        raise ConfigError(["give either --fleet or --jobs, not both"])
+        raise UsageError("give either --fleet or --jobs, not both")
     if args.fleet:
         return load_fleet(args.fleet)
     if args.jobs is not None:
         try:
             return generate_fleet(args.jobs, args.seed)
         except ValueError as exc:
-            raise ConfigError([f"--jobs: {exc}"]) from exc
+            raise UsageError(f"--jobs: {exc}") from exc
     return Fleet.from_dict(DEFAULT_FLEET)
 
 
@@ -43,7 +45,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     """Run the simulator in the foreground; exit 0 on SIGTERM/SIGINT.
 
     Raises:
-        ConfigError: the fleet is invalid (the CLI maps it to exit 2).
+        ConfigError: the fleet is invalid; UsageError: the address cannot be bound (both exit 2).
     """
     fleet = build_fleet(args)
     sim = Simulator(fleet, seed=args.seed, live=args.live)
@@ -54,7 +56,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with sim.serve(args.host, args.port) as server:
+        with contextlib.ExitStack() as stack:
+            try:
+                server = stack.enter_context(sim.serve(args.host, args.port))
+            except OSError as exc:
+                where = f"{args.host}:{args.port}"
+                raise UsageError(
+                    f"--host/--port: cannot listen on {where}: {exc.strerror or exc}"
+                ) from None
             username, password = fleet.first_user
             line = {
                 "base_url": server.base_url,

@@ -13,13 +13,17 @@ import anyio
 from watchdog.config.model import Config, load_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import (
-    ConfigError,
+    EXIT_FAILURE,
+    EXIT_LOOKUP,
+    EXIT_OK,
+    InputError,
     JobNotAuthorizedError,
     JobNotFoundError,
     JobRecordError,
     JobTerminalError,
     StateError,
     TapisError,
+    UsageError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
 from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule, evaluate
@@ -35,7 +39,7 @@ FOLLOW_INTERVAL_S = 2.0
 
 def _config_path(args: argparse.Namespace) -> Path:
     if not args.config:
-        raise ConfigError(["no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG"])
+        raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
     return Path(args.config)
 
 
@@ -114,53 +118,91 @@ def _parse_now(text: str | None) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError([f"--now: expected an ISO-8601 time, got {text!r}"]) from exc
+        raise UsageError(f"--now: expected an ISO-8601 time, got {text!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _load_job_file(path: str) -> dict[str, Any]:
+def read_input(path: str, kind: str) -> str:
+    """The text of a file named on the command line.
+
+    Raises:
+        InputError: it is missing, unreadable or not UTF-8 (the message says which, and where).
+    """
+    source = f"{kind} {path}"
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError([f"--job-file {path}: {exc}"]) from exc
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(["file not found"], source=source) from None
+    except IsADirectoryError:
+        raise InputError(["is a directory, not a file"], source=source) from None
+    except OSError as exc:
+        raise InputError([f"cannot read it: {exc.strerror or exc}"], source=source) from None
+    except (UnicodeError, ValueError):
+        raise InputError(["not UTF-8 text"], source=source) from None
+
+
+def _load_job_file(path: str) -> dict[str, Any]:
+    source = f"job file {path}"
+    text = read_input(path, "job file")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError([f"not JSON: {exc}"], source=source) from None
     # A saved Tapis answer has the job under "result"; a bare record is accepted too.
     if isinstance(data, dict) and isinstance(data.get("result"), dict):
         data = data["result"]
     if not isinstance(data, dict):
-        raise ConfigError([f"--job-file {path}: expected a JSON object (a job record)"])
+        raise InputError(["expected a JSON object (a job record)"], source=source)
     return data
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    config = load_config(_config_path(args))
-    now = _parse_now(args.now)
     if not args.uuids and not args.job_file:
-        raise ConfigError(["explain: give at least one UUID or --job-file"])
-    rules = compile_rules(config.rules)
-    for path in args.job_file:
+        raise UsageError("give at least one UUID or --job-file")
+    path = _config_path(args)
+    now = _parse_now(args.now)
+    jobs = []
+    for job_path in args.job_file:
         try:
-            job = parse_job(_load_job_file(path))
+            jobs.append(parse_job(_load_job_file(job_path)))
         except JobRecordError as exc:
-            raise ConfigError([f"--job-file {path}: {exc}"]) from exc
+            raise InputError([exc.detail], source=f"job file {job_path}") from exc
+    config = load_config(path)
+    rules = compile_rules(config.rules)
+    for job in jobs:
         _explain_job(job, config, rules, now, None)
     if args.uuids:
-        anyio.run(_explain_remote, config, rules, args.uuids, now)
-    return 0
+        code: int = anyio.run(_explain_remote, config, rules, args.uuids, now)
+        return code
+    return EXIT_OK
 
 
 async def _explain_remote(
     config: Config, rules: Sequence[CompiledRule], uuids: Sequence[str], now: datetime
-) -> None:
+) -> int:
+    """Explain each job fetched from Tapis. Returns 0, or 4 when a job is unknown to Tapis or
+    not visible to this identity, or 1 when a record could not be read (the others are still
+    explained)."""
     from watchdog.tapis.client import TapisClient  # noqa: PLC0415 - only remote explains need tapipy
 
     client = TapisClient(config.tapis)
+    code = EXIT_OK
     try:
         await client.login()
         for uuid in uuids:
             try:
                 job = parse_job(await client.get_job(uuid))
-            except (JobNotFoundError, JobNotAuthorizedError, JobRecordError) as exc:
-                _out(f"job {uuid}: {exc}")
+            except JobNotFoundError:
+                _out(f"job {uuid}: Tapis does not know this job", sys.stderr)
+                code = EXIT_LOOKUP
+                continue
+            except JobNotAuthorizedError as exc:
+                _out(f"job {uuid}: not visible to this identity: {exc.detail}", sys.stderr)
+                code = EXIT_LOOKUP
+                continue
+            except JobRecordError as exc:
+                _out(f"job {uuid}: cannot read its record: {exc.detail}", sys.stderr)
+                code = code or EXIT_FAILURE
                 continue
             since = None
             if job.status not in {"RUNNING", "QUEUED"}:
@@ -172,15 +214,31 @@ async def _explain_remote(
             _explain_job(job, config, rules, now, since)
     finally:
         await client.aclose()
+    return code
 
 
 # ---------------------------------------------------------------------- cancel
+def _stdin_is_terminal() -> bool:
+    stdin = sys.stdin
+    if stdin is None:  # started with stdin closed (`<&-`)
+        return False
+    try:
+        return stdin.isatty()
+    except (OSError, ValueError):  # closed or detached
+        return False
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
-    config = load_config(_config_path(args))
-    return anyio.run(_cancel, config, args.uuid, args.yes)
+    path = _config_path(args)
+    # Before Tapis is asked anything: no one could answer the confirmation.
+    if not args.yes and not _stdin_is_terminal():
+        raise UsageError("stdin is not a terminal, so no one can confirm: pass --yes")
+    config = load_config(path)
+    code: int = anyio.run(_cancel, config, args.uuid, args.yes)
+    return code
 
 
-async def _cancel(  # noqa: C901, PLR0911 - the seed's flow, one exit per outcome
+async def _cancel(  # noqa: PLR0911 - the seed's flow, one exit per outcome
     config: Config, uuid: str, yes: bool
 ) -> int:
     from watchdog.tapis.client import TapisClient  # noqa: PLC0415
@@ -192,19 +250,17 @@ async def _cancel(  # noqa: C901, PLR0911 - the seed's flow, one exit per outcom
             job = parse_job(await client.get_job(uuid))
         except JobNotFoundError:
             _out(f"job {uuid}: Tapis does not know this job", sys.stderr)
-            return 1
+            return EXIT_LOOKUP
+        except JobNotAuthorizedError as exc:
+            _out(f"job {uuid}: not visible to this identity: {exc.detail}", sys.stderr)
+            return EXIT_LOOKUP
         if job.status in TERMINAL_STATUSES:
             _out(f"job {uuid} is already {job.status}: nothing to cancel", sys.stderr)
             return 1
         _out(f"job {uuid} ({job.name}) owner {job.owner} app {job.app_id} is {job.status}")
-        if not yes:
-            if not sys.stdin.isatty():
-                _out("refusing to cancel without --yes when stdin is not a terminal", sys.stderr)
-                return 2
-            answer = (await anyio.to_thread.run_sync(input, "cancel it? [y/N] ")).strip().lower()
-            if answer not in {"y", "yes"}:
-                _out("not cancelled")
-                return 1
+        if not yes and not await _confirmed():
+            _out("not cancelled")
+            return EXIT_FAILURE
         try:
             await client.cancel_job(uuid)
         except JobTerminalError:
@@ -239,6 +295,15 @@ async def _cancel(  # noqa: C901, PLR0911 - the seed's flow, one exit per outcom
         await client.aclose()
 
 
+async def _confirmed() -> bool:
+    try:
+        answer = await anyio.to_thread.run_sync(input, "cancel it? [y/N] ")
+    except EOFError:  # the terminal went away before an answer
+        _out()
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
 # ---------------------------------------------------------------------- history
 def cmd_history(args: argparse.Namespace) -> int:
     from watchdog.state.store import StateStore  # noqa: PLC0415
@@ -247,7 +312,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     try:
         since = datetime.now(UTC) - parse_duration(args.since)
     except ValueError as exc:
-        raise ConfigError([f"--since: {exc}"]) from exc
+        raise UsageError(f"--since: {exc}") from exc
     if not Path(config.state.path).exists():
         # Opening would create an empty store, in a place the daemon may not own.
         raise StateError(

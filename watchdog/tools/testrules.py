@@ -37,10 +37,11 @@ import yaml
 
 from watchdog.config.model import Config, load_config
 from watchdog.durations import parse_relative
-from watchdog.errors import ConfigError, JobRecordError
+from watchdog.errors import InputError, JobRecordError, UsageError
 from watchdog.jobs import TIMESTAMP_FIELDS, Job, format_timestamp, parse_job
 from watchdog.rules.evaluate import CompiledRule, Verdict, compile_rules, evaluate
 from watchdog.rules.plan import Plan, is_exempt, plan
+from watchdog.tools.commands import read_input
 
 if TYPE_CHECKING:
     import argparse
@@ -166,31 +167,38 @@ def load_cases(path: Path, config: Config) -> list[Case]:
     """Read a case file.
 
     Raises:
-        ConfigError: the file is missing, not YAML, or a case is malformed (the message names it).
+        InputError: the file is missing, not YAML, or a case is malformed (the message names it).
     """
+    source = f"cases file {path}"
+    text = read_input(str(path), "cases file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError([str(exc)], source=str(path)) from exc
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise InputError([f"invalid YAML{where}: {what}"], source=source) from None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise InputError([f"invalid YAML: {exc}"], source=source) from None
     if not isinstance(data, Mapping) or not isinstance(data.get("cases"), list):
-        raise ConfigError(["expected a mapping with a list under 'cases'"], source=str(path))
+        raise InputError(["expected a mapping with a list under 'cases'"], source=source)
     unknown = sorted(set(data) - {"now", "cases"})
     if unknown:
-        raise ConfigError([f"{unknown[0]}: unknown key"], source=str(path))
+        raise InputError([f"{unknown[0]}: unknown key"], source=source)
     rule_names = {rule.name for rule in config.rules}
     problems: list[str] = []
     cases: list[Case] = []
     try:
         file_now = _time(data["now"], datetime.now(UTC), "now") if "now" in data else None
     except ValueError as exc:
-        raise ConfigError([str(exc)], source=str(path)) from exc
+        raise InputError([str(exc)], source=source) from exc
     for index, raw in enumerate(data["cases"]):
         try:
             cases.append(_case(raw, index, file_now or datetime.now(UTC), rule_names))
         except (ValueError, KeyError) as exc:
             problems.append(str(exc))
     if problems:
-        raise ConfigError(problems, source=str(path))
+        raise InputError(problems, source=source)
     return cases
 
 
@@ -208,7 +216,7 @@ def _describe(outcome: str, rule: str | None) -> str:
 
 def cmd_test_rules(args: argparse.Namespace) -> int:
     if not args.config:
-        raise ConfigError(["no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG"])
+        raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
     config = load_config(Path(args.config))
     rules = compile_rules(config.rules)
     cases = load_cases(Path(args.cases), config)
