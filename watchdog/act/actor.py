@@ -36,7 +36,7 @@ from watchdog.errors import (
     TapisUnavailableError,
 )
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
-from watchdog.rules.evaluate import Verdict, evaluate, needs_status_since
+from watchdog.rules.evaluate import Verdict, evaluate_matches, needs_status_since
 from watchdog.rules.plan import is_exempt, plan
 
 if TYPE_CHECKING:
@@ -110,14 +110,14 @@ class Actor:
         shadows: list[_Candidate] = []
         seen_rules: dict[str, set[str]] = {}
         for job in jobs:
-            verdicts = evaluate(job, rules, now, since.get(job.uuid))
-            matched = [v for v in verdicts if v.matched]
+            # Only what matched is explained: plan needs nothing else.
+            matched = evaluate_matches(job, rules, now, since.get(job.uuid))
             seen_rules[job.uuid] = {v.rule for v in matched}
             matches += len(matched)
             if not matched:
                 continue
             first_match = self._record_matches(job, matched, now)
-            decided = plan(verdicts, first_match, now, exempt=is_exempt(job, self.safety.exempt))
+            decided = plan(matched, first_match, now, exempt=is_exempt(job, self.safety.exempt))
             for step in decided.steps:
                 if step.kind == "warn":
                     await self._warn(job, step.verdict, now, step.verdict.reason)

@@ -4,14 +4,23 @@ Evaluation is three-valued: a condition holds (True), does not (False), or canno
 the data at hand (None: no start time, no node count, inputs not in the record). Only True makes
 a rule match, and `not` of an unknown stays unknown, so missing data never leads to an action.
 Pure: no I/O, no clock; `now` comes in through `Facts`.
+
+Every condition answers in two ways from one piece of code: `decide(facts)` gives the answer
+alone (what a poll needs for every job and rule: no sentences, no exact fractions, stops at the
+first condition that settles it), and `evaluate(facts, path)` gives the same answer, taken from
+`decide`, with the sentence and the detail lines that explain it (for a match, `explain` and
+`test-rules`). Composite conditions combine their parts' answers through `all_of` and `any_of`
+in both, so the two can never disagree.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from watchdog.config.fields import compact_duration
@@ -19,13 +28,15 @@ from watchdog.config.rule_schema import INPUT_SOURCES, compile_pattern
 from watchdog.durations import format_duration
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from watchdog.config.rule_schema import Conditions
     from watchdog.jobs import Job
 
 Tri = bool | None
 _HOUR = Fraction(3600)
+_HOUR_US = 3_600_000_000
+_ZERO = timedelta(0)
 # The Tapis attribute each input kind is read from, to tell "no match" from "not in the record".
 SOURCE_FIELDS: dict[str, str] = {
     "file_inputs": "fileInputs",
@@ -45,33 +56,34 @@ def aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
 class Facts:
-    """What the conditions read about one job at one moment, computed once per evaluation."""
+    """What the conditions read about one job at one moment, each computed once when first read
+    (one `Facts` serves every rule evaluated for the job)."""
 
-    job: Job
-    now: datetime
-    status_since: datetime | None
+    def __init__(self, job: Job, now: datetime, status_since: datetime | None) -> None:
+        self.job = job
+        self.now = now
+        self.status_since = status_since
 
-    @property
+    @cached_property
     def started(self) -> datetime | None:
         return aware(self.job.remote_started)
 
-    @property
+    @cached_property
     def runtime(self) -> timedelta:
         """now - remoteStarted (0 before the start); a job that ended stops its clock."""
         started = self.started
         if started is None:
-            return timedelta(0)
+            return _ZERO
         end = aware(self.job.ended) if self.job.is_terminal and self.job.ended else None
-        return max((end or self.now) - started, timedelta(0))
+        return max((end or self.now) - started, _ZERO)
 
-    @property
+    @cached_property
     def age(self) -> timedelta | None:
         created = aware(self.job.created)
-        return None if created is None else max(self.now - created, timedelta(0))
+        return None if created is None else max(self.now - created, _ZERO)
 
-    @property
+    @cached_property
     def entered_status(self) -> datetime | None:
         if self.status_since is not None:
             return aware(self.status_since)
@@ -89,6 +101,33 @@ class Outcome:
     holds: Tri
     reason: str
     details: tuple[str, ...]
+
+
+def all_of(answers: Iterable[Tri]) -> Tri:
+    """Every answer holds: False if one is False, else unknown if one is, else True."""
+    result: Tri = True
+    for answer in answers:
+        if answer is False:
+            return False
+        if answer is None:
+            result = None
+    return result
+
+
+def any_of(answers: Iterable[Tri]) -> Tri:
+    """At least one answer holds: True if one is True, else unknown if one is, else False."""
+    result: Tri = False
+    for answer in answers:
+        if answer is True:
+            return True
+        if answer is None:
+            result = None
+    return result
+
+
+def negate(answer: Tri) -> Tri:
+    """`not`: unknown stays unknown."""
+    return None if answer is None else not answer
 
 
 def _line(path: str, holds: Tri, reason: str) -> str:
@@ -114,6 +153,8 @@ class Condition(Protocol):
     @property
     def key(self) -> str: ...
 
+    def decide(self, facts: Facts) -> Tri: ...
+
     def evaluate(self, facts: Facts, path: str) -> Outcome: ...
 
     def describe(self) -> str: ...
@@ -126,9 +167,12 @@ class RuntimeOver:
     threshold: timedelta
     key: ClassVar[str] = "runtime_over"
 
+    def decide(self, facts: Facts) -> Tri:
+        return facts.runtime > self.threshold
+
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         runtime, limit = facts.runtime, compact_duration(self.threshold)
-        if runtime > self.threshold:
+        if self.decide(facts):
             return _leaf(path, f"runtime {format_duration(runtime)} exceeds {limit}", holds=True)
         note = "" if facts.started is not None else " (not started)"
         reason = f"runtime {format_duration(runtime)} does not exceed {limit}{note}"
@@ -146,11 +190,16 @@ class AgeOver:
     threshold: timedelta
     key: ClassVar[str] = "age_over"
 
+    def decide(self, facts: Facts) -> Tri:
+        age = facts.age
+        return None if age is None else age > self.threshold
+
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         age, limit = facts.age, compact_duration(self.threshold)
+        holds = self.decide(facts)
         if age is None:
-            return _leaf(path, "age unknown (the job has no created time)", holds=None)
-        if age > self.threshold:
+            return _leaf(path, "age unknown (the job has no created time)", holds=holds)
+        if holds:
             return _leaf(path, f"age {format_duration(age)} exceeds {limit}", holds=True)
         return _leaf(path, f"age {format_duration(age)} does not exceed {limit}", holds=False)
 
@@ -166,26 +215,29 @@ class InStatusOver:
     threshold: timedelta
     key: ClassVar[str] = "in_status_over"
 
-    def evaluate(self, facts: Facts, path: str) -> Outcome:
-        status, limit = facts.job.status, compact_duration(self.threshold)
+    def decide(self, facts: Facts) -> Tri:
         since = facts.entered_status
         if since is None:
             age = facts.age
             # Time in a status never exceeds the job's age: a young job needs no history.
-            if age is not None and age <= self.threshold:
+            return False if age is not None and age <= self.threshold else None
+        return max(facts.now - since, _ZERO) > self.threshold
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        status, limit = facts.job.status, compact_duration(self.threshold)
+        holds = self.decide(facts)
+        since = facts.entered_status
+        if since is None:
+            age = facts.age
+            if holds is False and age is not None:
                 reason = (
                     f"in {status} for at most {format_duration(age)} (its age), not over {limit}"
                 )
-                return _leaf(path, reason, holds=False)
-            return _leaf(path, f"time in {status} unknown", holds=None)
-        spent = max(facts.now - since, timedelta(0))
-        if spent > self.threshold:
-            return _leaf(
-                path, f"in {status} for {format_duration(spent)}, over {limit}", holds=True
-            )
-        return _leaf(
-            path, f"in {status} for {format_duration(spent)}, not over {limit}", holds=False
-        )
+                return _leaf(path, reason, holds=holds)
+            return _leaf(path, f"time in {status} unknown", holds=holds)
+        spent = max(facts.now - since, _ZERO)
+        over = "over" if holds else "not over"
+        return _leaf(path, f"in {status} for {format_duration(spent)}, {over} {limit}", holds=holds)
 
     def describe(self) -> str:
         return f"time in status > {compact_duration(self.threshold)}"
@@ -198,17 +250,32 @@ class InStatusOver:
 class NodeHoursOver:
     limit: float
     key: ClassVar[str] = "node_hours_over"
+    _node_us: int = field(init=False, repr=False, compare=False)
+    """floor(limit in node-microseconds): an integer exceeds the limit iff it exceeds this."""
+
+    def __post_init__(self) -> None:
+        # Exact arithmetic, once: at the threshold, a float rounding must not tip the answer.
+        node_us = math.floor(Fraction(self.limit) * _HOUR_US) if math.isfinite(self.limit) else 0
+        object.__setattr__(self, "_node_us", node_us)
+
+    def decide(self, facts: Facts) -> Tri:
+        nodes = facts.job.node_count
+        if nodes is None:
+            return None
+        if not math.isfinite(self.limit):
+            return self.limit < 0
+        return facts.runtime // timedelta(microseconds=1) * nodes > self._node_us
 
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         nodes = facts.job.node_count
+        holds = self.decide(facts)
         if nodes is None:
-            return _leaf(path, "node hours unknown (the job has no nodeCount)", holds=None)
+            return _leaf(path, "node hours unknown (the job has no nodeCount)", holds=holds)
         runtime = facts.runtime
-        # Exact arithmetic: at the threshold, a float rounding must not tip the answer.
         exact = Fraction(runtime // timedelta(microseconds=1), 1_000_000) / _HOUR * nodes
         how = f"({nodes} node{'s' if nodes != 1 else ''} x {_hours(runtime)})"
         shown, limit = f"{float(exact):.1f}", _number(self.limit)
-        if exact > Fraction(self.limit):
+        if holds:
             return _leaf(path, f"node hours {shown} exceed {limit} {how}", holds=True)
         return _leaf(path, f"node hours {shown} do not exceed {limit} {how}", holds=False)
 
@@ -241,19 +308,39 @@ class InputMatches:
     regex: Any
     key: ClassVar[str] = "input_matches"
 
-    def evaluate(self, facts: Facts, path: str) -> Outcome:
-        job = facts.job
+    def first_match(self, job: Job) -> tuple[str, str] | None:
+        """The first (source, input string) the pattern is found in, if any."""
+        search = self.regex.search
         for source in self.sources:
             for text in input_strings(job, source):
-                if self.regex.search(text.encode("utf-8", "replace")) is not None:
-                    reason = f"input {source} {_quote(text)} matches {self.pattern}"
-                    return _leaf(path, reason, holds=True)
+                if search(text.encode("utf-8", "replace")) is not None:
+                    return source, text
+        return None
+
+    def _missing(self, job: Job) -> list[str]:
+        """The sources whose Tapis attribute the record did not carry."""
+        fields = job.fields
+        return [s for s in self.sources if fields and SOURCE_FIELDS[s] not in fields]
+
+    def decide(self, facts: Facts) -> Tri:
+        job = facts.job
+        if self.first_match(job) is not None:
+            return True
+        return None if self._missing(job) else False
+
+    def evaluate(self, facts: Facts, path: str) -> Outcome:
+        job = facts.job
+        holds = self.decide(facts)
+        found = self.first_match(job) if holds else None
+        if found is not None:
+            source, text = found
+            return _leaf(path, f"input {source} {_quote(text)} matches {self.pattern}", holds=holds)
         where = "" if self.sources == INPUT_SOURCES else f" in {', '.join(self.sources)}"
-        missing = [s for s in self.sources if job.fields and SOURCE_FIELDS[s] not in job.fields]
+        missing = self._missing(job)
         if missing:
             reason = f"no input{where} matches {self.pattern}, and {', '.join(missing)} unknown"
-            return _leaf(path, reason + " (not in the job record)", holds=None)
-        return _leaf(path, f"no input{where} matches {self.pattern}", holds=False)
+            return _leaf(path, reason + " (not in the job record)", holds=holds)
+        return _leaf(path, f"no input{where} matches {self.pattern}", holds=holds)
 
     def describe(self) -> str:
         where = "" if self.sources == INPUT_SOURCES else f" in {'|'.join(self.sources)}"
@@ -275,14 +362,18 @@ class AllOf:
     conditions: tuple[Condition, ...]
     key: ClassVar[str] = "when"
 
+    def decide(self, facts: Facts) -> Tri:
+        # A generator: all_of stops at the first condition that fails.
+        return all_of(c.decide(facts) for c in self.conditions)
+
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         outcomes = [c.evaluate(facts, f"{path}.{c.key}") for c in self.conditions]
         details = tuple(line for o in outcomes for line in o.details)
-        for wanted in (False, None):
-            first = next((o for o in outcomes if o.holds is wanted), None)
-            if first is not None:
-                return Outcome(wanted, first.reason, details)
-        return Outcome(holds=True, reason="; ".join(o.reason for o in outcomes), details=details)
+        holds = all_of(o.holds for o in outcomes)
+        if holds is True:
+            return Outcome(holds, "; ".join(o.reason for o in outcomes), details)
+        first = next(o for o in outcomes if o.holds is holds)
+        return Outcome(holds, first.reason, details)
 
     def describe(self) -> str:
         return " and ".join(c.describe() for c in self.conditions)
@@ -300,16 +391,17 @@ class AnyOf:
     options: tuple[AllOf, ...]
     key: ClassVar[str] = "any"
 
+    def decide(self, facts: Facts) -> Tri:
+        return any_of(o.decide(facts) for o in self.options)
+
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         outcomes = [o.evaluate(facts, f"{path}[{i}]") for i, o in enumerate(self.options)]
         details = tuple(line for o in outcomes for line in o.details)
-        for wanted in (True, None):
-            first = next((o for o in outcomes if o.holds is wanted), None)
-            if first is not None:
-                return Outcome(wanted, first.reason, details)
-        return Outcome(
-            holds=False, reason="none of: " + "; ".join(o.reason for o in outcomes), details=details
-        )
+        holds = any_of(o.holds for o in outcomes)
+        if holds is False:
+            return Outcome(holds, "none of: " + "; ".join(o.reason for o in outcomes), details)
+        first = next(o for o in outcomes if o.holds is holds)
+        return Outcome(holds, first.reason, details)
 
     def describe(self) -> str:
         return "(" + " or ".join(o.describe() for o in self.options) + ")"
@@ -327,15 +419,15 @@ class Not:
     inner: AllOf
     key: ClassVar[str] = "not"
 
+    def decide(self, facts: Facts) -> Tri:
+        return negate(self.inner.decide(facts))
+
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         inner = self.inner.evaluate(facts, path)
-        if inner.holds is None:
-            return Outcome(None, inner.reason, inner.details)
-        if inner.holds:
-            return Outcome(
-                holds=False, reason=f"{inner.reason} (excluded by not)", details=inner.details
-            )
-        return Outcome(holds=True, reason=inner.reason, details=inner.details)
+        holds = negate(inner.holds)
+        if holds is False:
+            return Outcome(holds, f"{inner.reason} (excluded by not)", inner.details)
+        return Outcome(holds, inner.reason, inner.details)
 
     def describe(self) -> str:
         return f"not ({self.inner.describe()})"

@@ -5,13 +5,18 @@ Pure: no I/O, nothing async, never reads the clock (`now` is passed in). A rule 
 node count, inputs missing from the record) never matches. Every verdict carries a sentence a person
 can read (`runtime 12h03m exceeds 12h`, `app namd does not match opensees*, adcirc`) and one detail
 line per selector and condition checked, for `tapis-watchdog explain`.
+
+A poll asks every rule about every job, and almost every answer is "no": `evaluate_matches`
+decides each rule first (`decide_rule`: no sentences, stopping at the first selector or condition
+that fails) and explains only the rules that match. `evaluate` explains them all, for `explain`
+and `test-rules`. The verdict's `matched` is always the decision, so the two never disagree.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from watchdog.config.fields import compact_duration
@@ -49,6 +54,9 @@ class Verdict:
     dry_run: bool
 
 
+_WILDCARDS = frozenset("*?[")
+
+
 @dataclass(frozen=True, slots=True)
 class Selector:
     """One `match` selector: a label, how to read the job, and a test that explains itself."""
@@ -58,23 +66,45 @@ class Selector:
     read: Callable[[Job], str | tuple[str, ...]]
     values: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
+    _exact: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Values matched as they are: statuses, tags, and globs without a wildcard."""
+    _glob: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    """The globs with a wildcard, as one pattern (any of them)."""
+
+    def __post_init__(self) -> None:
+        globbed = self.key not in {"status", "tags_any"}
+        wild = [v for v in self.values if globbed and _WILDCARDS & set(v)]
+        exact = frozenset(v for v in self.values if v not in wild)
+        combined = "|".join(f"(?:{fnmatch.translate(g)})" for g in wild)
+        object.__setattr__(self, "_exact", exact)
+        object.__setattr__(self, "_glob", re.compile(combined, re.DOTALL) if wild else None)
+
+    def holds(self, job: Job) -> bool:
+        """Whether the selector holds for the job (the decision `check` explains)."""
+        value = self.read(job)
+        if isinstance(value, tuple):
+            if self.key == "tags_any":
+                return not self._exact.isdisjoint(value)
+            value = ", ".join(value)
+        if value in self._exact:
+            return True
+        return self._glob is not None and self._glob.match(value) is not None
 
     def check(self, job: Job) -> tuple[bool, str]:
         """Whether the selector holds for the job, and the sentence that says why."""
+        ok = self.holds(job)
         value = self.read(job)
         wanted = ", ".join(self.values)
         if self.key == "status":
-            ok = value in self.values
             verb = ("is" if ok else "is not") + (" one of" if len(self.values) > 1 else "")
             return ok, f"status {value} {verb} {wanted}"
         if self.key == "tags_any":
             tags = value if isinstance(value, tuple) else (value,)
             hit = next((t for t in tags if t in self.values), None)
-            if hit is not None:
-                return True, f"tag {hit} is one of {wanted}"
-            return False, f"tags {', '.join(tags) or '(none)'} include none of {wanted}"
+            if ok and hit is not None:
+                return ok, f"tag {hit} is one of {wanted}"
+            return ok, f"tags {', '.join(tags) or '(none)'} include none of {wanted}"
         text = value if isinstance(value, str) else ", ".join(value)
-        ok = any(p.match(text) for p in self.patterns)
         shown = text or "(none)"
         return ok, f"{self.label} {shown} {'matches' if ok else 'does not match'} {wanted}"
 
@@ -107,7 +137,7 @@ class CompiledRule:
     config: RuleConfig
 
     def matches_selectors(self, job: Job) -> bool:
-        return all(selector.check(job)[0] for selector in self.selectors)
+        return all(selector.holds(job) for selector in self.selectors)
 
 
 def compile_rule(rule: RuleConfig) -> CompiledRule:
@@ -146,30 +176,41 @@ def compile_rules(rule_configs: Sequence[RuleConfig]) -> tuple[CompiledRule, ...
     return tuple(compile_rule(rule) for rule in rule_configs)
 
 
-def evaluate_rule(
-    job: Job, rule: CompiledRule, now: datetime, status_since: datetime | None = None
-) -> Verdict:
-    """One rule's verdict on one job. Never raises: a failure is a non-match saying why."""
-    dry_run = bool(rule.dry_run)
+def _facts(job: Job, now: datetime, status_since: datetime | None) -> Facts:
+    return Facts(job, aware(now) or now, aware(status_since))
+
+
+def _decide(rule: CompiledRule, facts: Facts) -> bool:
+    """Whether the rule matches: every selector holds and `when` holds for certain."""
     try:
-        checks = [(s.key, *s.check(job)) for s in rule.selectors]
+        job = facts.job
+        for selector in rule.selectors:
+            if not selector.holds(job):
+                return False
+        return rule.when.decide(facts) is True
+    except Exception:  # a rule must never stop a poll; not matching is the safe answer
+        return False
+
+
+def decide_rule(
+    job: Job, rule: CompiledRule, now: datetime, status_since: datetime | None = None
+) -> bool:
+    """Whether the rule matches the job: the `matched` of its verdict, without the verdict."""
+    return _decide(rule, _facts(job, now, status_since))
+
+
+def _verdict(rule: CompiledRule, facts: Facts, *, matched: bool) -> Verdict:
+    """The rule's verdict, explained; `matched` is the decision, taken as it is."""
+    try:
+        checks = [(s.key, *s.check(facts.job)) for s in rule.selectors]
         details = [f"{'yes' if ok else 'no '} match.{key}: {why}" for key, ok, why in checks]
-        facts = Facts(job=job, now=aware(now) or now, status_since=aware(status_since))
         outcome = rule.when.evaluate(facts, "when")
         details.extend(outcome.details)
         failed = next((why for _, ok, why in checks if not ok), None)
-        matched = failed is None and outcome.holds is True
         reason = failed if failed is not None else outcome.reason
-    except Exception as exc:  # a rule must never stop a poll; not matching is the safe answer
-        return Verdict(
-            rule=rule.name,
-            matched=False,
-            action=rule.action,
-            reason=f"cannot evaluate: {type(exc).__name__}: {exc}",
-            details=(),
-            grace=rule.grace,
-            dry_run=dry_run,
-        )
+    except Exception as exc:  # a rule must never stop a poll
+        what = "cannot explain" if matched else "cannot evaluate"
+        reason, details = f"{what}: {type(exc).__name__}: {exc}", []
     return Verdict(
         rule=rule.name,
         matched=matched,
@@ -177,8 +218,16 @@ def evaluate_rule(
         reason=reason,
         details=tuple(details),
         grace=rule.grace,
-        dry_run=dry_run,
+        dry_run=bool(rule.dry_run),
     )
+
+
+def evaluate_rule(
+    job: Job, rule: CompiledRule, now: datetime, status_since: datetime | None = None
+) -> Verdict:
+    """One rule's verdict on one job. Never raises: a failure is a non-match saying why."""
+    facts = _facts(job, now, status_since)
+    return _verdict(rule, facts, matched=_decide(rule, facts))
 
 
 def evaluate(
@@ -187,13 +236,29 @@ def evaluate(
     now: datetime,
     status_since: datetime | None = None,
 ) -> list[Verdict]:
-    """One verdict per rule, in file order.
+    """One verdict per rule, in file order, every one explained (for `explain`, `test-rules`).
 
     `status_since` is when the job entered its current status (from the state store or the job's
     history); without it, RUNNING uses remoteStarted, QUEUED remoteSubmitted, and any other
     status's time is unknown (an `in_status_over` condition then does not hold).
     """
-    return [evaluate_rule(job, rule, now, status_since) for rule in rules]
+    facts = _facts(job, now, status_since)
+    return [_verdict(rule, facts, matched=_decide(rule, facts)) for rule in rules]
+
+
+def evaluate_matches(
+    job: Job,
+    rules: Sequence[CompiledRule],
+    now: datetime,
+    status_since: datetime | None = None,
+) -> list[Verdict]:
+    """The verdicts of the rules that match, in file order: `evaluate` without the others.
+
+    Each rule is decided first and only a match is explained, so a job no rule matches costs
+    no sentences at all. `rules.plan` needs no more than these.
+    """
+    facts = _facts(job, now, status_since)
+    return [_verdict(rule, facts, matched=True) for rule in rules if _decide(rule, facts)]
 
 
 def fields_needed(rules: Sequence[CompiledRule]) -> tuple[str, ...]:
