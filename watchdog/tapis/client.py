@@ -400,12 +400,13 @@ class TapisClient:
             value = fn(self._tapis)
         except RawResponseError as raw:
             latency = time.perf_counter() - started
+            response = raw.detach()
             try:
-                value = raw.response.json()
+                value = response.json()
             except ValueError:
-                garbled = BaseTapyException("the answer is not valid JSON", response=raw.response)
-                return _Outcome(None, garbled, raw.response.status_code, latency)
-            return _Outcome(value, None, raw.response.status_code, latency)
+                garbled = BaseTapyException("the answer is not valid JSON", response=response)
+                return _Outcome(None, garbled, response.status_code, latency)
+            return _Outcome(value, None, response.status_code, latency)
         except BaseTapyException as exc:
             answered = exc.response.status_code if exc.response is not None else None
             return _Outcome(None, exc, answered, time.perf_counter() - started)

@@ -111,6 +111,15 @@ class RawResponseError(Exception):
         super().__init__(response.status_code)
         self.response = response
 
+    def detach(self) -> requests.Response:
+        """The response, with this exception's traceback dropped.
+
+        The traceback's frames inside tapipy refer back to this exception, a cycle that would
+        keep the response, and every record parsed from it, until the cyclic collector runs.
+        """
+        self.__traceback__ = None
+        return self.response
+
 
 class ResponseHook:
     """A tapipy post-request plugin callable: notes each answer's status, passes jobs data raw.
