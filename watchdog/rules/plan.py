@@ -7,7 +7,11 @@ test proves exactly what the daemon would do:
 - a matching `cancel` rule with a grace period warns until `first_match + grace`, then is due;
 - the first due `cancel` rule in file order wins; a per-rule dry-run rule never takes the place of
   a rule that really acts (it is a shadow: logged as a would-be cancel);
-- an exempt job is never acted on: never cancelled, never warned (its matches are only logged).
+- an exempt job is never acted on: never cancelled, never warned (its matches are only logged);
+- a silenced cancel (`rules.silence`: a time-boxed "let this one run") is skipped, and never takes
+  the place of a rule that really acts; its grace period keeps running, so a warning says the
+  cancel comes when both the grace and the silence are over, and a cancel due when the silence
+  ends happens at once.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ if TYPE_CHECKING:
     from watchdog.config.model import ExemptSettings
     from watchdog.jobs import Job
     from watchdog.rules.evaluate import Verdict
+    from watchdog.state.schema import Silence
 
-StepKind = Literal["warn", "grace", "cancel", "shadow", "matched"]
+StepKind = Literal["warn", "grace", "cancel", "shadow", "matched", "silenced"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,18 @@ class Step:
     verdict: Verdict
     kind: StepKind
     grace_until: datetime | None = None
+    silence: Silence | None = None
+    """The silence sparing this cancel (`silenced`, or a `grace` step under a silence)."""
+
+    @property
+    def cancel_at(self) -> datetime | None:
+        """When a `grace` step's cancel happens if the job still violates: the end of the grace
+        period, or of the silence sparing it if that is later."""
+        if self.grace_until is None:
+            return None
+        if self.silence is not None and self.silence.until > self.grace_until:
+            return self.silence.until
+        return self.grace_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +59,11 @@ class Plan:
     steps: tuple[Step, ...]
     winner: Verdict | None
     exempt: bool
+
+    @property
+    def silenced(self) -> tuple[Step, ...]:
+        """The cancels a silence spares now."""
+        return tuple(step for step in self.steps if step.kind == "silenced")
 
     @property
     def outcome(self) -> Literal["cancel", "warn", "none"]:
@@ -78,6 +100,7 @@ def plan(
     now: datetime,
     *,
     exempt: bool = False,
+    silenced: Mapping[str, Silence] | None = None,
 ) -> Plan:
     """Decide for one job.
 
@@ -87,7 +110,10 @@ def plan(
             time now).
         now: the evaluation time.
         exempt: the job is exempt (tags, owners or uuids of `safety.exempt`): never acted on.
+        silenced: rule name → the active silence sparing this job from it
+            (`rules.silence.silences_by_rule`); an exempt job needs none.
     """
+    silenced = {} if exempt or silenced is None else silenced
     steps: list[Step] = []
     winner: Verdict | None = None
     for verdict in verdicts:
@@ -99,13 +125,16 @@ def plan(
             continue
         # An exempt job is never cancelled, so it is never warned that it will be: its
         # cancel rule is due at once, and the cancel is skipped as exempt.
+        silence = silenced.get(verdict.rule)
         if verdict.grace is not None and not exempt:
             until = first_match.get(verdict.rule, now) + verdict.grace
             if now < until:
-                steps.append(Step(verdict, "grace", until))
+                steps.append(Step(verdict, "grace", until, silence))
                 continue
         if verdict.dry_run:
             steps.append(Step(verdict, "shadow"))
+        elif silence is not None:
+            steps.append(Step(verdict, "silenced", silence=silence))
         elif winner is None:
             winner = verdict
             steps.append(Step(verdict, "cancel"))

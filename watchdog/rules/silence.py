@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shlex
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from datetime import datetime
 
     from watchdog.jobs import Job
     from watchdog.state.schema import Silence
 
-__all__ = ["glob_matches_everything", "silence_for", "spares"]
+__all__ = ["glob_matches_everything", "silence_for", "silences_by_rule", "spare_command", "spares"]
 
 
 @lru_cache(maxsize=256)
@@ -53,3 +54,32 @@ def silence_for(job: Job, rule: str, silences: Iterable[Silence], now: datetime)
     """The silence that spares `job` from `rule` at `now` (the longest-lasting one), or None."""
     found = [s for s in silences if spares(s, job, rule, now)]
     return max(found, key=lambda s: (s.until, s.id)) if found else None
+
+
+def silences_by_rule(
+    job: Job, rules: Iterable[str], silences: Sequence[Silence], now: datetime
+) -> dict[str, Silence]:
+    """Rule name → the silence sparing `job` from it at `now`, for the rules some silence spares
+    (what `rules.plan.plan` takes as `silenced`)."""
+    if not silences:
+        return {}
+    found: dict[str, Silence] = {}
+    for rule in rules:
+        silence = silence_for(job, rule, silences, now)
+        if silence is not None:
+            found[rule] = silence
+    return found
+
+
+def spare_command(
+    job_uuid: str, config_path: str, *, duration: str = "2h", env_prefix: str = ""
+) -> str:
+    """The command a person runs to let the job run: what every grace warning names.
+
+    `env_prefix` (e.g. `STATE_DIRECTORY=/var/lib/tapis-watchdog `) is put in front when the
+    daemon's state store path comes from its environment, so the command finds the same store.
+    """
+    return (
+        f"{env_prefix}tapis-watchdog silence add {job_uuid} --for {duration} "
+        f'--reason "..." -c {shlex.quote(config_path)}'
+    )

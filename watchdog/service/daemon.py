@@ -230,6 +230,9 @@ class Daemon:
             self._poll_failed(str(exc), calls_before, started)
             return False
         now = datetime.now(UTC)
+        # Before the decisions, so a cancel a silence held back follows its silence_expired.
+        for silence in self.store.claim_expired_silences(now):
+            self.events.silence_expired(silence)
         outcome = await self.actor.handle_poll(result.jobs, rules, now, followers)
         self.jobs_watched = len(result.jobs)
         self.last_poll_at = now
@@ -242,6 +245,7 @@ class Daemon:
             cancels=outcome.cancels,
             api_calls=self.client.api_calls.total - calls_before,
             duration_s=round(time.monotonic() - started, 3),
+            silences_active=len(self.store.active_silences(now)),
         )
         self._prune_if_due(now)
         status = self._status_line(f"last poll {now:%H:%M:%S}Z")

@@ -14,6 +14,7 @@ Every product name starts with `tapis_watchdog_`:
     poll_interval_seconds                      the configured interval (for alert rules)
     last_successful_poll_timestamp_seconds     Unix time of the last good poll
     jobs_watched                               active jobs seen by the last poll
+    silences_active                            silences in force at the last poll
     rule_matches_total{rule}                   first matches of a (job, rule)
     cancels_requested_total{rule}              cancels sent (job_cancel_requested)
     cancels_total{rule, outcome}               how sent cancels ended: cancelled | unconfirmed |
@@ -123,6 +124,9 @@ class Metrics:
         self.jobs_watched = Gauge(
             f"{_PREFIX}_jobs_watched", "Active jobs seen by the last poll.", registry=r
         )
+        self.silences_active = Gauge(
+            f"{_PREFIX}_silences_active", "Silences in force at the last poll.", registry=r
+        )
         self.rule_matches = Counter(
             f"{_PREFIX}_rule_matches", "First matches of a (job, rule).", ["rule"], registry=r
         )
@@ -225,6 +229,9 @@ class Metrics:
         jobs_seen = _number(event.get("jobs_seen"))
         if jobs_seen is not None:
             self.jobs_watched.set(jobs_seen)
+        silences = _number(event.get("silences_active"))
+        if silences is not None:
+            self.silences_active.set(silences)
         duration = _number(event.get("duration_s"))
         if duration is not None:
             self.poll_duration.observe(max(0.0, duration))

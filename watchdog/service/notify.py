@@ -48,6 +48,8 @@ _OUTCOMES = {
     "job_cancel_skipped": "cancel skipped",
     "circuit_opened": "circuit breaker OPEN: no cancels are sent until it closes",
     "circuit_closed": "circuit breaker closed: cancels resume",
+    "silence_added": "silence added: the jobs it matches are spared from cancels until it expires",
+    "silence_expired": "silence over: the jobs it spared can be cancelled again",
 }
 _LOAD_LOCK = threading.Lock()
 
@@ -113,6 +115,13 @@ def build_message(event: Mapping[str, Any]) -> Message:
             ("Status", _text(event.get("status"))),
             ("Rule", rule),
             ("Reason", _text(event.get("reason"))),
+            # A grace warning: when the cancel comes, and the command that lets the job run.
+            ("Cancel at", _text(event.get("cancel_at"))),
+            ("To let it run", _text(event.get("spare_command"))),
+            ("Silence", _text(event.get("silence_id"))),
+            ("Matches", _text(event.get("matches"))),
+            ("By", _text(event.get("by"))),
+            ("Until", _text(event.get("expires_at"))),
         )
         if value is not None
     ]

@@ -28,11 +28,15 @@ from watchdog.errors import (
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
 from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule, evaluate
 from watchdog.rules.plan import is_exempt, plan
+from watchdog.rules.silence import silences_by_rule
 from watchdog.state.files import check_state_path
+from watchdog.tools.silence import describe_silences, spared_sentence, stored_silences
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+
+    from watchdog.state.schema import Silence
 
 FOLLOW_INTERVAL_S = 2.0
 
@@ -86,6 +90,8 @@ def _explain_job(
     rules: Sequence[CompiledRule],
     now: datetime,
     status_since: datetime | None,
+    *,
+    silences: Sequence[Silence] = (),
 ) -> None:
     verdicts = evaluate(job, rules, now, status_since)
     _out(f"job {job.uuid} ({job.name}) owner {job.owner} app {job.app_id} status {job.status}")
@@ -94,13 +100,27 @@ def _explain_job(
         _out(f"  [{mark}] {verdict.rule} ({verdict.action}): {verdict.reason}")
         for line in verdict.details:
             _out(f"      {line}")
+    for line in describe_silences(job, silences, now):
+        _out(f"  {line}")
     # The daemon's own decision, as on a job seen for the first time now.
-    decided = plan(verdicts, {}, now, exempt=is_exempt(job, config.safety.exempt))
-    grace = next((step.verdict for step in decided.steps if step.kind == "grace"), None)
+    silenced = silences_by_rule(job, [r.name for r in rules], silences, now)
+    decided = plan(
+        verdicts, {}, now, exempt=is_exempt(job, config.safety.exempt), silenced=silenced
+    )
+    step = next((step for step in decided.steps if step.kind == "grace"), None)
+    grace = step.verdict if step is not None else None
     if decided.exempt:
         _out("  => exempt: the watchdog never acts on this job")
     elif decided.winner is not None:
         _out(f"  => would cancel by rule {decided.winner.rule}")
+    elif decided.silenced:
+        _out(f"  => {spared_sentence(decided.silenced[0])}")
+    elif step is not None and step.silence is not None and step.cancel_at is not None:
+        _out(
+            f"  => would warn by rule {step.verdict.rule}; silenced until "
+            f"{step.silence.until:%Y-%m-%dT%H:%M:%SZ}, so the cancel comes at "
+            f"{step.cancel_at:%Y-%m-%dT%H:%M:%SZ} at the earliest if it still matches"
+        )
     elif grace is not None and grace.grace is not None:
         _out(
             f"  => would warn by rule {grace.rule}, and cancel after a grace of "
@@ -169,16 +189,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise InputError([exc.detail], source=f"job file {job_path}") from exc
     config = load_config(path)
     rules = compile_rules(config.rules)
+    silences = stored_silences(config, now)
     for job in jobs:
-        _explain_job(job, config, rules, now, None)
+        _explain_job(job, config, rules, now, None, silences=silences)
     if args.uuids:
-        code: int = anyio.run(_explain_remote, config, rules, args.uuids, now)
+        code: int = anyio.run(_explain_remote, config, rules, args.uuids, now, silences)
         return code
     return EXIT_OK
 
 
 async def _explain_remote(
-    config: Config, rules: Sequence[CompiledRule], uuids: Sequence[str], now: datetime
+    config: Config,
+    rules: Sequence[CompiledRule],
+    uuids: Sequence[str],
+    now: datetime,
+    silences: Sequence[Silence],
 ) -> int:
     """Explain each job fetched from Tapis. Returns 0, or 4 when a job is unknown to Tapis or
     not visible to this identity, or 1 when a record could not be read (the others are still
@@ -211,7 +236,7 @@ async def _explain_remote(
                     since = status_entered_from_history(history, job.status)
                 except (TapisError, JobRecordError) as exc:
                     _out(f"job {uuid}: time in {job.status} unknown, no history: {exc}")
-            _explain_job(job, config, rules, now, since)
+            _explain_job(job, config, rules, now, since, silences=silences)
     finally:
         await client.aclose()
     return code

@@ -22,12 +22,15 @@ from watchdog.config.model import Config, load_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import ConfigError, StateError
 from watchdog.events import EventLog, configure_logging, silence_fields
-from watchdog.rules.silence import glob_matches_everything
+from watchdog.rules.silence import glob_matches_everything, spares
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
     from datetime import timedelta
 
+    from watchdog.jobs import Job
+    from watchdog.rules.plan import Step
     from watchdog.state.schema import Silence
     from watchdog.state.store import StateStore
 
@@ -76,6 +79,42 @@ def _events(store: StateStore) -> EventLog:
     # only warnings and errors reach the terminal (on stderr).
     configure_logging(stream=sys.stderr, level="warning")
     return EventLog(store)
+
+
+# ---------------------------------------------------------------------- explain
+def stored_silences(config: Config, now: datetime) -> list[Silence]:
+    """The silences in force at `now` in the configuration's state store (none without one)."""
+    from watchdog.state.store import StateStore  # noqa: PLC0415 - only when there is a store
+
+    if not Path(config.state.path).exists():
+        return []
+    with StateStore.open(config.state.path) as store:
+        return store.active_silences(now)
+
+
+def describe_silences(job: Job, silences: Sequence[Silence], now: datetime) -> list[str]:
+    """One line per silence in force that spares the job (from some rule or from all)."""
+    lines = []
+    for silence in silences:
+        rule = silence.rule or ""
+        if not silence.active(now) or not spares(silence, job, rule, now):
+            continue
+        lines.append(
+            f"silence {silence.id} spares it from {_rules(silence)} until "
+            f"{silence.until:{_TIME}} (by {silence.created_by}: {silence.reason})"
+        )
+    return lines
+
+
+def spared_sentence(step: Step) -> str:
+    """What happens to a cancel a silence spares, for `explain`."""
+    silence = step.silence
+    assert silence is not None
+    return (
+        f"would cancel by rule {step.verdict.rule}, but silence {silence.id} spares it until "
+        f"{silence.until:{_TIME}} (by {silence.created_by}: {silence.reason}); the cancel "
+        "comes at the first poll after that if it still matches"
+    )
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
