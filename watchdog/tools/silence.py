@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from watchdog.config.fields import compact_duration
 from watchdog.config.model import Config, load_config
 from watchdog.durations import format_duration, parse_duration
-from watchdog.errors import ConfigError, StateError
+from watchdog.errors import StateError, UsageError
 from watchdog.events import EventLog, configure_logging, silence_fields
 from watchdog.rules.silence import glob_matches_everything, spares
 
@@ -46,7 +46,7 @@ def _out(text: str = "") -> None:
 
 def _config(args: argparse.Namespace) -> tuple[Path, Config]:
     if not args.config:
-        raise ConfigError(["no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG"])
+        raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
     path = Path(args.config)
     return path, load_config(path)
 
@@ -136,16 +136,16 @@ def _duration(text: str, config: Config) -> timedelta:
     try:
         duration = parse_duration(text)
     except ValueError as exc:
-        raise ConfigError([f"--for: {exc}"]) from exc
+        raise UsageError(f"--for: {exc}") from exc
     limit = config.safety.max_silence
     if duration.total_seconds() <= 0:
-        raise ConfigError([f"--for: must be longer than 0s, got {text!r}"])
+        raise UsageError(f"--for: must be longer than 0s, got {text!r}")
     if duration > limit:
         msg = (
             f"--for: {text} is longer than safety.max_silence ({compact_duration(limit)}); "
             "add a shorter silence and renew it, or raise safety.max_silence"
         )
-        raise ConfigError([msg])
+        raise UsageError(msg)
     return duration
 
 
@@ -185,7 +185,7 @@ def _add(args: argparse.Namespace) -> int:
     if not reason:
         found.append("--reason: say why, for whoever reads the audit trail")
     if found:
-        raise ConfigError(found)
+        raise UsageError("; ".join(found))
     author = (args.by or "").strip() or default_author()
     store = _open_store(config)
     try:
