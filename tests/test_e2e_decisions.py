@@ -399,39 +399,3 @@ async def test_job_ending_between_status_check_and_cancel_is_skipped_as_terminal
     assert not named(events, "job_cancel_failed")
     assert not named(events, "job_cancel_requested")
     assert one(events, "poll_completed")["cancels"] == 0
-
-
-async def test_a_rule_leaving_dry_run_warns_for_real_before_it_cancels(
-    tenant: TenantFactory,
-) -> None:
-    jobs = [
-        {"name": "over", "status": "RUNNING", "remoteStarted": "-3h"},
-        {"name": "recovers", "status": "RUNNING", "remoteStarted": "-3h"},
-    ]
-    t = tenant(base_fleet(jobs))
-    grace = 1.0
-    t.write_config([{**GRACE_RULE, "grace": "1s"}])
-    over, recovers = t.uuid("over"), t.uuid("recovers")
-
-    # Dry run: the warnings are logged once, reach no one, and the grace passes in shadow.
-    first = await t.run_once(dry_run=True)
-    assert jobs_of(first, "job_warned", dry_run=True) == {over, recovers}
-    t.sim.set_status(recovers, "ARCHIVING")
-    await anyio.sleep(grace + 0.1)
-    second = await t.run_once(dry_run=True)
-    assert not named(second, "job_warned")
-    one(second, "job_cancel_skipped", job_uuid=over, why="dry_run")
-    one(second, "job_cleared", job_uuid=recovers, dry_run=True)
-    assert t.posts("sendEvent") == []
-
-    # Live: the job's subscribers hear of it first, and the cancel waits a whole grace.
-    third = await t.run_once()
-    one(third, "job_warned", job_uuid=over, dry_run=False)
-    assert t.posts("sendEvent") == [over]
-    assert t.posts("cancel") == []
-    warned_at = time.monotonic()
-    await anyio.sleep(max(0.0, grace + 0.1 - (time.monotonic() - warned_at)))
-    fourth = await t.run_once()
-    assert t.posts("cancel") == [over]
-    one(fourth, "job_cancelled", job_uuid=over)
-    assert not named(fourth, "job_warned")

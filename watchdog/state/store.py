@@ -16,17 +16,14 @@ applied. A file written by a newer tapis-watchdog is refused rather than guessed
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from watchdog.errors import StateError
-from watchdog.state import files
+from watchdog.state import batch
+from watchdog.state.database import Database
 from watchdog.state.schema import (
     JOB_TABLES,
     MIGRATIONS,
@@ -41,120 +38,22 @@ from watchdog.state.schema import (
 from watchdog.state.silences import SilenceTable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
-    from types import TracebackType
+    from collections.abc import Mapping
+
+    from watchdog.state.snapshot import StateChanges, StateSnapshot
+
+HOUR = timedelta(hours=1)
 
 __all__ = ["MIGRATIONS", "CancelRecord", "Decision", "Silence", "StateStore"]
 
 
-class StateStore(SilenceTable):
+class StateStore(Database, SilenceTable):
     """The daemon's memory across restarts, in one SQLite file. Build it with `StateStore.open`.
 
     Meant for one thread at a time (the daemon's event loop), but the connection may be opened in a
     worker thread and used elsewhere; a lock keeps accidental concurrent use safe. Every method
     raises `StateError` when SQLite fails, and `ValueError` on a naive datetime.
     """
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self._lock = threading.RLock()
-        self.path = path
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, path: str | Path) -> StateStore:
-        """Open (creating it and its directory, owner-only, if needed) and migrate the store.
-
-        Raises:
-            StateError: the directory cannot be created, the file is not writable or not a
-                database, or it was written by a newer version (its schema is unknown here).
-        """
-        path = Path(path)
-        files.prepare(path)
-        try:
-            conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=10.0
-            )
-        except sqlite3.Error as exc:
-            raise StateError(f"state store {path}: cannot open: {exc}") from exc
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            _migrate(conn, path)
-            files.tighten(path)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StateError(f"state store {path}: cannot open: {exc}") from exc
-        except StateError:
-            conn.close()
-            raise
-        return cls(conn, path)
-
-    def close(self) -> None:
-        """Close the connection; later calls raise `StateError`."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def schema_version(self) -> int:
-        """The number of migrations applied to this file."""
-        return int(self._query_one("PRAGMA user_version")[0])
-
-    # -- plumbing ----------------------------------------------------------------------------------
-
-    @contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; `durable` syncs it to disk before returning."""
-        with self._lock:
-            conn = self._conn
-            try:
-                if durable:
-                    conn.execute("PRAGMA synchronous=FULL")
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield conn
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                    conn.execute("COMMIT")
-                finally:
-                    if durable:
-                        conn.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as exc:
-                raise StateError(f"state store {self.path}: write failed: {exc}") from exc
-
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, tuple(params)).fetchall()
-            except sqlite3.Error as exc:
-                raise StateError(f"state store {self.path}: read failed: {exc}") from exc
-
-    def _query_one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row:
-        return self._query(sql, params)[0]
-
-    @staticmethod
-    def _touch(conn: sqlite3.Connection, job_uuid: str, at: int) -> None:
-        conn.execute(
-            "INSERT INTO jobs (job_uuid, last_seen_at) VALUES (?, ?) ON CONFLICT (job_uuid) "
-            "DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)",
-            (job_uuid, at),
-        )
 
     # -- jobs and status clocks --------------------------------------------------------------------
 
@@ -165,20 +64,8 @@ class StateStore(SilenceTable):
         for its new status (from an earlier visit) is dropped, so `record_status_entry` records
         the new one. Seeing a job also keeps its records from being pruned.
         """
-        ts = to_db(at)
-        rows = [(uuid, status, ts) for uuid, status in statuses.items()]
         with self._write() as conn:
-            conn.executemany(
-                "DELETE FROM status_clocks WHERE job_uuid = ?1 AND status = ?2 AND EXISTS "
-                "(SELECT 1 FROM jobs WHERE job_uuid = ?1 AND status <> ?2)",
-                [(uuid, status) for uuid, status, _ in rows],
-            )
-            conn.executemany(
-                "INSERT INTO jobs (job_uuid, status, last_seen_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (job_uuid) DO UPDATE SET status = excluded.status, "
-                "last_seen_at = max(last_seen_at, excluded.last_seen_at)",
-                rows,
-            )
+            batch.observe(conn, statuses, at)
 
     def mark_terminal(self, job_uuid: str, at: datetime) -> None:
         """Remember that the job ended (kept once set); its records age out with `prune`."""
@@ -224,6 +111,24 @@ class StateStore(SilenceTable):
         """Drop every status clock of the job."""
         with self._write() as conn:
             conn.execute("DELETE FROM status_clocks WHERE job_uuid = ?", (job_uuid,))
+
+    # -- one poll: read everything at once, write a plan in one transaction ------------------------
+
+    def snapshot(self, statuses: Mapping[str, str], now: datetime) -> StateSnapshot:
+        """What the store knows about a poll's jobs (job uuid → status), in one read.
+
+        A fixed number of queries, whatever the number of jobs: their decisions and every open
+        match, their status clocks, the dry-run warning claims, the breaker's window.
+        """
+        with self._read() as conn:
+            return batch.read_snapshot(conn, statuses, now - HOUR)
+
+    def apply(self, changes: StateChanges) -> None:
+        """Write a plan's changes in one transaction (durable when it records an outcome)."""
+        if changes.empty:
+            return
+        with self._write(durable=bool(changes.acted)) as conn:
+            batch.write_changes(conn, changes)
 
     # -- decisions ---------------------------------------------------------------------------------
 
@@ -492,46 +397,3 @@ def _event_time(value: Any) -> datetime:
         if parsed.tzinfo is not None:
             return parsed
     return now_utc()
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply the migrations this file lacks, each in its own transaction.
-
-    Raises:
-        StateError: the file has a newer schema than this version knows.
-        sqlite3.Error: a migration failed (rolled back).
-    """
-    known = len(MIGRATIONS)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        _check_version(version, path)
-        for number in range(version, known):
-            for statement in _statements(MIGRATIONS[number]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number + 1}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _check_version(version: int, path: Path) -> None:
-    if version > len(MIGRATIONS):
-        raise StateError(
-            f"state store {path}: schema version {version} is newer than this "
-            f"tapis-watchdog knows ({len(MIGRATIONS)}); upgrade tapis-watchdog or use another file"
-        )
-
-
-def _statements(script: str) -> Iterator[str]:
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                yield buffer
-            buffer = ""
-    if buffer.strip():
-        yield buffer

@@ -1,0 +1,99 @@
+"""The data a poll's plan is made of: the settings it reads, and what it tells the daemon to do.
+
+`rules.poll_plan.plan_poll` returns a `PollPlan`; `act.actor` carries it out: `changes` in one state
+transaction, then `events` in order (each `JobEvent` is the `EventLog` method of its name), then the
+Tapis calls (`JobEvent.note_tapis` warnings, `lookups`, `cancels`). Plain frozen data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from watchdog.config.model import ExemptSettings, SafetySettings
+    from watchdog.jobs import Job
+    from watchdog.state.snapshot import Decision, StateChanges
+
+__all__ = ["Cancel", "CircuitEvent", "JobEvent", "Lookup", "PlanSettings", "PollPlan"]
+
+JobEventName = Literal["rule_matched", "job_warned", "job_cleared", "job_cancel_skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    """What the plan reads from the configuration and the daemon besides rules and state."""
+
+    exempt: ExemptSettings
+    max_cancels_per_poll: int
+    max_cancels_per_hour: int
+    dry_run: bool = False
+    following: frozenset[str] = frozenset()
+    """Jobs whose cancel is being followed now: never cancelled twice."""
+
+    @classmethod
+    def from_safety(
+        cls, safety: SafetySettings, *, dry_run: bool, following: frozenset[str] = frozenset()
+    ) -> PlanSettings:
+        return cls(
+            exempt=safety.exempt,
+            max_cancels_per_poll=safety.max_cancels_per_poll,
+            max_cancels_per_hour=safety.max_cancels_per_hour,
+            dry_run=dry_run,
+            following=following,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A job event to log (`events.EventLog` has a method of that name)."""
+
+    event: JobEventName
+    job: Job
+    rule: str
+    reason: str
+    dry_run: bool
+    why: str | None = None
+    note_tapis: bool = False
+    """A `job_warned` that also goes into the job's Tapis history (`sendEvent`)."""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitEvent:
+    """The breaker changed state: `circuit_opened` or `circuit_closed`."""
+
+    event: Literal["circuit_opened", "circuit_closed"]
+    reason: str
+    due: int
+    allowed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A warned match of a job the poll no longer lists: its `job_cleared` needs its record."""
+
+    decision: Decision
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """A cancel to send: fresh status check, `cancelJob`, then follow it."""
+
+    job: Job
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """Everything one poll does, as data: write `changes`, log `events`, then call Tapis."""
+
+    changes: StateChanges
+    events: tuple[JobEvent | CircuitEvent, ...]
+    lookups: tuple[Lookup, ...]
+    cancels: tuple[Cancel, ...]
+    matches: int

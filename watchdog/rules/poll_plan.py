@@ -1,0 +1,393 @@
+"""One poll's decisions: (jobs, rules, state snapshot, now, settings) → a `PollPlan`. Pure.
+
+No I/O, nothing async, never reads the clock. The daemon reads a `StateSnapshot` of the polled jobs,
+calls `plan_poll`, and applies the plan (`act.actor`): the plan's `StateChanges` in one
+transaction, then its events in order, then its Tapis calls (warnings into job histories, look-ups
+of jobs that left, cancels). Per job it decides through `rules.plan.plan`, the function `explain`
+and `test-rules` use, so they show what the daemon does.
+
+What a plan holds, in the order the daemon used to do it step by step:
+
+- each (job, rule) match that starts now (`rule_matched`): the first, or the first since cleared;
+- warnings: a `warn` rule, or a `cancel` rule whose grace has started, warns once per match
+  (`job_warned`, and a note into the job's Tapis history unless dry); a per-rule dry-run rule's
+  warning is logged once per match and reaches no one;
+- clears: an open match that did not hold this poll is over (`job_cleared` if it was warned); a
+  warned match of a job the poll no longer lists needs the job's current record first (a look-up);
+- skips, once per outcome: per-rule dry-run rules (`dry_run`), exempt jobs (`exempt`), and what the
+  circuit breaker holds (`circuit_open`);
+- the cancels to send, at most one per job: the first due `cancel` rule in file order.
+
+In a dry run (`PlanSettings.dry_run`) the plan is the one a real run would make from the same state,
+except that each cancel it would send is a skip (`dry_run`), and the cancels the breaker would hold
+are skips (`circuit_open`) whose reason says why; a dry run's plan goes to a memory of its own
+(`state.shadow`), never to the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from watchdog.rules.breaker import decide_breaker
+from watchdog.rules.evaluate import evaluate_matches, needs_status_since
+from watchdog.rules.plan import is_exempt, plan
+from watchdog.rules.plan_data import (
+    Cancel,
+    CircuitEvent,
+    JobEvent,
+    Lookup,
+    PlanSettings,
+    PollPlan,
+)
+from watchdog.state.snapshot import (
+    TRANSIENT_OUTCOMES,
+    Decision,
+    StateChanges,
+    dry_warning_key,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
+    from watchdog.jobs import Job
+    from watchdog.rules.evaluate import CompiledRule, Verdict
+    from watchdog.state.snapshot import StateSnapshot
+
+__all__ = [
+    "Cancel",
+    "CircuitEvent",
+    "JobEvent",
+    "Lookup",
+    "PlanSettings",
+    "PollPlan",
+    "jobs_needing_history",
+    "plan_poll",
+]
+
+CLOCK_IN_RECORD = frozenset({"RUNNING", "QUEUED"})
+
+
+def jobs_needing_history(
+    jobs: Sequence[Job], rules: Sequence[CompiledRule], snapshot: StateSnapshot, now: datetime
+) -> list[Job]:
+    """Jobs whose entry into their status must be read from their Tapis history before the plan.
+
+    Not RUNNING or QUEUED (their record has it), no clock kept in the store for this visit, and a
+    rule whose answer could depend on it (`rules.evaluate.needs_status_since`).
+    """
+    return [
+        job
+        for job in jobs
+        if job.status not in CLOCK_IN_RECORD
+        and job.uuid not in snapshot.status_entries
+        and needs_status_since(job, rules, now)
+    ]
+
+
+def plan_poll(
+    jobs: Sequence[Job],
+    rules: Sequence[CompiledRule],
+    snapshot: StateSnapshot,
+    now: datetime,
+    settings: PlanSettings,
+    *,
+    entered: Mapping[str, datetime] | None = None,
+) -> PollPlan:
+    """Decide one poll.
+
+    Args:
+        jobs: every job the poll saw, whole.
+        rules: the compiled rules, in file order.
+        snapshot: what the state store knows about these jobs (`StateStore.snapshot`).
+        now: the poll's time.
+        settings: exemptions, breaker limits, dry run, the jobs being followed.
+        entered: entry times into their status read from job histories this poll (job uuid →
+            time); they are recorded with the plan.
+    """
+    return _Planner(snapshot, now, settings).run(jobs, rules, entered or {})
+
+
+class _Planner:
+    """The decisions of one poll, made against the snapshot as this poll's changes leave it."""
+
+    def __init__(self, snapshot: StateSnapshot, now: datetime, settings: PlanSettings) -> None:
+        self.now = now
+        self.settings = settings
+        self.snapshot = snapshot
+        self.decisions: dict[tuple[str, str], Decision] = dict(snapshot.decisions)
+        self.touched: dict[tuple[str, str], Decision] = {}
+        self.claims_known = set(snapshot.dry_warnings)
+        self.events: list[JobEvent | CircuitEvent] = []
+        self.matches: list[tuple[str, str]] = []
+        self.warned: list[tuple[str, str]] = []
+        self.cleared: list[tuple[str, str]] = []
+        self.acted: list[tuple[str, str, str]] = []
+        self.claims: list[tuple[str, str, str]] = []
+        self.dry_cancels: list[tuple[str, str]] = []
+        self.lookups: list[Lookup] = []
+        self.cancels: list[Cancel] = []
+        self.breaker_open: bool | None = None
+
+    def run(
+        self, jobs: Sequence[Job], rules: Sequence[CompiledRule], entered: Mapping[str, datetime]
+    ) -> PollPlan:
+        since = {**self.snapshot.status_entries, **entered}
+        matches = 0
+        candidates: list[tuple[Job, Verdict]] = []
+        shadows: list[tuple[Job, Verdict]] = []
+        seen: dict[str, set[str]] = {}
+        for job in jobs:
+            status_since = None if job.status in CLOCK_IN_RECORD else since.get(job.uuid)
+            # Only what matched is explained: the plan needs nothing else.
+            matched = evaluate_matches(job, rules, self.now, status_since)
+            seen[job.uuid] = {v.rule for v in matched}
+            matches += len(matched)
+            if not matched:
+                continue
+            first_match = self._record_matches(job, matched)
+            exempt = is_exempt(job, self.settings.exempt)
+            for step in plan(matched, first_match, self.now, exempt=exempt).steps:
+                if step.kind == "warn":
+                    self._warn(job, step.verdict, step.verdict.reason)
+                elif step.kind == "grace" and step.grace_until is not None:
+                    reason = (
+                        f"{step.verdict.reason}; cancel at "
+                        f"{step.grace_until:%Y-%m-%dT%H:%M:%SZ} if still violating"
+                    )
+                    self._warn(job, step.verdict, reason)
+                elif step.kind == "shadow":
+                    shadows.append((job, step.verdict))
+                elif step.kind == "cancel":
+                    candidates.append((job, step.verdict))
+        self._clear_stale(
+            {job.uuid: job for job in jobs}, seen, {r.name for r in rules if r.dry_run}
+        )
+        for job, verdict in shadows:
+            self._skip_once(job, verdict, "dry_run")
+        self._act(candidates)
+        statuses = {job.uuid: job.status for job in jobs}
+        changes = StateChanges(
+            at=self.now,
+            status_entries=tuple(
+                (uuid, statuses[uuid], at) for uuid, at in entered.items() if uuid in statuses
+            ),
+            matches=tuple(self.matches),
+            warned=tuple(self.warned),
+            cleared=tuple(self.cleared),
+            acted=tuple(self.acted),
+            dry_warnings=tuple(self.claims),
+            breaker_open=self.breaker_open,
+            dry_cancels=tuple(self.dry_cancels),
+            decisions=tuple(self.touched.values()),
+        )
+        return PollPlan(
+            changes=changes,
+            events=tuple(self.events),
+            lookups=tuple(self.lookups),
+            cancels=tuple(self.cancels),
+            matches=matches,
+        )
+
+    # -- matches and warnings ----------------------------------------------------------------------
+
+    def _set(self, decision: Decision) -> None:
+        key = (decision.job_uuid, decision.rule)
+        self.decisions[key] = decision
+        self.touched[key] = decision
+
+    def _record_matches(self, job: Job, matched: Sequence[Verdict]) -> dict[str, datetime]:
+        """Record each match (`rule_matched` when it starts); return when each rule's grace
+        period started.
+
+        A live rule's grace starts with its warning (one not yet warned, e.g. it matched while
+        it was a dry-run rule, starts its grace now, with that warning); a per-rule dry-run
+        rule's grace starts at its first match.
+        """
+        grace_start: dict[str, datetime] = {}
+        for verdict in matched:
+            decision = self.decisions.get((job.uuid, verdict.rule))
+            if decision is None or (decision.first_match_at is None and decision.acted_at is None):
+                decision = _started(decision, job.uuid, verdict.rule, self.now)
+                self._set(decision)
+                self.matches.append((job.uuid, verdict.rule))
+                dry = self.settings.dry_run or verdict.dry_run
+                self.events.append(JobEvent("rule_matched", job, verdict.rule, verdict.reason, dry))
+            if decision.first_match_at is None:
+                continue
+            if verdict.dry_run:
+                grace_start[verdict.rule] = decision.first_match_at
+            elif decision.warned_at is not None:
+                grace_start[verdict.rule] = decision.warned_at
+        return grace_start
+
+    def _warn(self, job: Job, verdict: Verdict, reason: str) -> None:
+        """Warn once per match: `job_warned`, and a note in the job's Tapis history unless dry.
+
+        A per-rule dry-run rule's warning is only logged, once per match; it is not the
+        decision's warning, so the rule warns for real before it acts once it goes live.
+        """
+        key = (job.uuid, verdict.rule)
+        decision = self.decisions.get(key)
+        if verdict.dry_run:
+            if decision is None or decision.first_match_at is None or decision.warned_at:
+                return
+            claim = (job.uuid, verdict.rule, dry_warning_key(decision.first_match_at))
+            if claim in self.claims_known:
+                return
+            self.claims_known.add(claim)
+            self.claims.append(claim)
+            self.events.append(JobEvent("job_warned", job, verdict.rule, reason, dry_run=True))
+            return
+        if decision is not None and decision.warned_at is not None:
+            return
+        if decision is None:
+            decision = Decision(job.uuid, verdict.rule, self.now, self.now, None, None, None)
+        else:
+            decision = replace(
+                decision, warned_at=self.now, first_match_at=decision.first_match_at or self.now
+            )
+        self._set(decision)
+        self.warned.append(key)
+        dry = self.settings.dry_run
+        self.events.append(
+            JobEvent("job_warned", job, verdict.rule, reason, dry_run=dry, note_tapis=not dry)
+        )
+
+    def _clear_stale(
+        self, by_uuid: Mapping[str, Job], seen: Mapping[str, set[str]], dry_rules: set[str]
+    ) -> None:
+        """Matches that did not hold this poll are over.
+
+        The poll saw every watched job whole, so a job it did not list has left the watched
+        statuses (usually: it ended on its own during a grace period); a look-up of it is
+        planned, for its `job_cleared`, only when its match had been warned about.
+        """
+        open_matches = sorted(
+            (
+                d
+                for d in self.decisions.values()
+                if d.first_match_at is not None and d.acted_at is None
+            ),
+            key=lambda d: (d.first_match_at, d.job_uuid, d.rule),
+        )
+        for decision in open_matches:
+            uuid, rule = decision.job_uuid, decision.rule
+            job = by_uuid.get(uuid)
+            if job is not None and rule in seen.get(uuid, set()):
+                continue
+            shadow = rule in dry_rules
+            dry = self.settings.dry_run or shadow
+            warned = decision.warned_at is not None
+            if not warned and shadow and decision.first_match_at is not None:
+                claim = (uuid, rule, dry_warning_key(decision.first_match_at))
+                warned = claim in self.claims_known
+            if job is None and warned:
+                self.lookups.append(Lookup(decision, dry_run=dry))
+                continue
+            self._set(replace(decision, first_match_at=None, cleared_at=self.now))
+            self.cleared.append((uuid, rule))
+            if warned and job is not None:
+                reason = f"no longer matches rule {rule}"
+                self.events.append(JobEvent("job_cleared", job, rule, reason, dry))
+
+    # -- skips and cancels -------------------------------------------------------------------------
+
+    def _skip_once(
+        self,
+        job: Job,
+        verdict: Verdict,
+        why: str,
+        *,
+        reason: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """A skipped cancel, logged once per outcome. True when it is logged now."""
+        decision = self.decisions.get((job.uuid, verdict.rule))
+        if decision is not None and decision.outcome == why:
+            return False
+        if decision is None:
+            decision = Decision(job.uuid, verdict.rule, self.now, None, self.now, None, why)
+        else:
+            decision = replace(decision, acted_at=decision.acted_at or self.now, outcome=why)
+        self._set(decision)
+        self.acted.append((job.uuid, verdict.rule, why))
+        dry = why == "dry_run" or self.settings.dry_run or verdict.dry_run
+        self.events.append(
+            JobEvent(
+                "job_cancel_skipped",
+                job,
+                verdict.rule,
+                reason or verdict.reason,
+                dry_run=dry,
+                why=why,
+                fields=fields or {},
+            )
+        )
+        return True
+
+    def _already_done(self, job: Job, verdict: Verdict) -> bool:
+        decision = self.decisions.get((job.uuid, verdict.rule))
+        if (
+            decision is not None
+            and decision.acted_at is not None
+            and decision.outcome not in TRANSIENT_OUTCOMES
+        ):
+            return True
+        return job.uuid in self.settings.following
+
+    def _act(self, candidates: Sequence[tuple[Job, Verdict]]) -> None:
+        due: list[tuple[Job, Verdict]] = []
+        for job, verdict in candidates:
+            if self._already_done(job, verdict):
+                continue
+            if is_exempt(job, self.settings.exempt):
+                self._skip_once(job, verdict, "exempt")
+            else:
+                due.append((job, verdict))
+        allowed = self._breaker(due)
+        dry = self.settings.dry_run
+        for job, verdict in due[:allowed]:
+            if not dry:
+                self.cancels.append(Cancel(job, verdict.rule, verdict.reason))
+            elif self._skip_once(job, verdict, "dry_run"):
+                self.dry_cancels.append((job.uuid, verdict.rule))
+
+    def _breaker(self, due: Sequence[tuple[Job, Verdict]]) -> int:
+        """The breaker's decision on the due cancels: how many may go; skips for the rest."""
+        dry = self.settings.dry_run
+        breaker = decide_breaker(
+            len(due),
+            was_open=self.snapshot.breaker_open,
+            sent_last_hour=self.snapshot.cancels_last_hour,
+            max_per_poll=self.settings.max_cancels_per_poll,
+            max_per_hour=self.settings.max_cancels_per_hour,
+        )
+        if breaker.opens or breaker.closes:
+            self.breaker_open = breaker.opens
+            if not dry:
+                name: Literal["circuit_opened", "circuit_closed"] = (
+                    "circuit_opened" if breaker.opens else "circuit_closed"
+                )
+                self.events.append(CircuitEvent(name, breaker.reason, breaker.due, breaker.allowed))
+        for job, verdict in due[breaker.allowed :]:
+            if dry:
+                # What a real run would see: the breaker, and why, on each cancel it holds.
+                self._skip_once(
+                    job,
+                    verdict,
+                    "circuit_open",
+                    reason=f"{verdict.reason}; the circuit breaker would hold it: {breaker.reason}",
+                    fields={"due": breaker.due, "allowed": breaker.allowed},
+                )
+            else:
+                self._skip_once(job, verdict, "circuit_open")
+        return breaker.allowed
+
+
+def _started(decision: Decision | None, job_uuid: str, rule: str, now: datetime) -> Decision:
+    """A match starting now: a fresh grace period, not yet warned."""
+    if decision is None:
+        return Decision(job_uuid, rule, now, None, None, None, None)
+    return replace(decision, first_match_at=now, warned_at=None, cleared_at=None)

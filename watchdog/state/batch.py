@@ -1,0 +1,161 @@
+"""A poll's reads and writes as a fixed number of SQL statements, whatever the number of jobs.
+
+`read_snapshot` reads what the store knows about a poll's jobs in five queries; `write_changes`
+writes a plan's `StateChanges` in at most nine statements; `observe` records the poll's listing in
+two. Lists of jobs travel as one JSON array parameter, unpacked by SQLite's `json_each`, so a poll
+of 10,000 jobs costs the same number of statements as a poll of ten. The callers (`StateStore`)
+hold the transaction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from watchdog.state.schema import Decision, from_db, to_db
+from watchdog.state.snapshot import StateSnapshot
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterable, Mapping
+    from datetime import datetime
+
+    from watchdog.state.snapshot import StateChanges
+
+BREAKER_META_KEY = "circuit_open"
+DRY_WARNING_PREFIX = "job_warned:dry_run:"
+
+_TOUCH = (
+    "INSERT INTO jobs (job_uuid, last_seen_at) SELECT value, ?2 FROM json_each(?1) WHERE true "
+    "ON CONFLICT (job_uuid) DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)"
+)
+_CLOCKS = (
+    "INSERT OR IGNORE INTO status_clocks (job_uuid, status, entered_at) "
+    "SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)"
+)
+_MATCHES = (
+    "INSERT INTO decisions (job_uuid, rule, first_match_at) "
+    "SELECT value ->> 0, value ->> 1, ?2 FROM json_each(?1) WHERE true "
+    "ON CONFLICT (job_uuid, rule) DO UPDATE SET first_match_at = excluded.first_match_at, "
+    "warned_at = NULL, cleared_at = NULL WHERE first_match_at IS NULL AND acted_at IS NULL"
+)
+_WARNED = (
+    "INSERT INTO decisions (job_uuid, rule, first_match_at, warned_at) "
+    "SELECT value ->> 0, value ->> 1, ?2, ?2 FROM json_each(?1) WHERE true "
+    "ON CONFLICT (job_uuid, rule) DO UPDATE SET warned_at = excluded.warned_at, "
+    "first_match_at = coalesce(first_match_at, excluded.first_match_at) WHERE warned_at IS NULL"
+)
+_CLEARED = (
+    "UPDATE decisions SET first_match_at = NULL, cleared_at = ?2 "
+    "WHERE (job_uuid, rule) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1)) "
+    "AND first_match_at IS NOT NULL AND acted_at IS NULL"
+)
+_ACTED = (
+    "INSERT INTO decisions (job_uuid, rule, first_match_at, acted_at, outcome) "
+    "SELECT value ->> 0, value ->> 1, ?2, ?2, value ->> 2 FROM json_each(?1) WHERE true "
+    "ON CONFLICT (job_uuid, rule) DO UPDATE SET acted_at = coalesce(acted_at, excluded.acted_at), "
+    "outcome = excluded.outcome"
+)
+_CLAIMS = (
+    "INSERT OR IGNORE INTO notifications (job_uuid, rule, event, claimed_at) "
+    "SELECT value ->> 0, value ->> 1, value ->> 2, ?2 FROM json_each(?1)"
+)
+
+
+def _json(rows: Iterable[Any]) -> str:
+    return orjson.dumps(list(rows)).decode()
+
+
+def observe(conn: sqlite3.Connection, statuses: Mapping[str, str], at: datetime) -> None:
+    """Record each listed job's status; a job back in a status after another drops the old
+    visit's clock for it (two statements)."""
+    pairs = _json([uuid, status] for uuid, status in statuses.items())
+    conn.execute(
+        "DELETE FROM status_clocks WHERE (job_uuid, status) IN (SELECT j.value ->> 0, "
+        "j.value ->> 1 FROM json_each(?1) AS j JOIN jobs ON jobs.job_uuid = j.value ->> 0 "
+        "WHERE jobs.status <> j.value ->> 1)",
+        (pairs,),
+    )
+    conn.execute(
+        "INSERT INTO jobs (job_uuid, status, last_seen_at) SELECT value ->> 0, value ->> 1, ?2 "
+        "FROM json_each(?1) WHERE true ON CONFLICT (job_uuid) DO UPDATE SET "
+        "status = excluded.status, last_seen_at = max(last_seen_at, excluded.last_seen_at)",
+        (pairs, to_db(at)),
+    )
+
+
+def read_snapshot(
+    conn: sqlite3.Connection, statuses: Mapping[str, str], hour_ago: datetime
+) -> StateSnapshot:
+    """What the store knows about the jobs in `statuses` (uuid → status), in five queries."""
+    uuids = _json(statuses)
+    decisions: dict[tuple[str, str], Decision] = {}
+    polled = conn.execute(
+        "SELECT d.* FROM json_each(?1) AS j JOIN decisions AS d ON d.job_uuid = j.value", (uuids,)
+    )
+    open_matches = conn.execute(
+        "SELECT * FROM decisions WHERE first_match_at IS NOT NULL AND acted_at IS NULL"
+    )
+    for row in (*polled.fetchall(), *open_matches.fetchall()):
+        decision = Decision.from_row(row)
+        decisions[decision.job_uuid, decision.rule] = decision
+    clocks = conn.execute(
+        "SELECT c.job_uuid, c.entered_at FROM json_each(?1) AS j JOIN status_clocks AS c "
+        "ON c.job_uuid = j.value ->> 0 AND c.status = j.value ->> 1",
+        (_json([uuid, status] for uuid, status in statuses.items()),),
+    ).fetchall()
+    claims = conn.execute(
+        "SELECT n.job_uuid, n.rule, n.event FROM notifications AS n JOIN decisions AS d "
+        "ON d.job_uuid = n.job_uuid AND d.rule = n.rule "
+        "WHERE d.first_match_at IS NOT NULL AND n.event LIKE ?1",
+        (f"{DRY_WARNING_PREFIX}%",),
+    ).fetchall()
+    breaker = conn.execute(
+        "SELECT (SELECT value FROM meta WHERE key = ?1), (SELECT count(*) FROM cancels "
+        "WHERE dry_run = 0 AND (sent_at >= ?2 OR (sent_at IS NULL AND finished_at IS NULL "
+        "AND begun_at >= ?2)))",
+        (BREAKER_META_KEY, to_db(hour_ago)),
+    ).fetchone()
+    entries = {}
+    for uuid, entered in clocks:
+        at = from_db(entered)
+        assert at is not None
+        entries[str(uuid)] = at
+    return StateSnapshot(
+        decisions=decisions,
+        status_entries=entries,
+        dry_warnings=frozenset((str(j), str(r), str(e)) for j, r, e in claims),
+        breaker_open=breaker[0] == "1",
+        cancels_last_hour=int(breaker[1]),
+    )
+
+
+def write_changes(conn: sqlite3.Connection, changes: StateChanges) -> None:
+    """Write a plan's changes (at most nine statements, none for an empty list)."""
+    at = to_db(changes.at)
+    touched = {
+        *(e[0] for e in changes.status_entries),
+        *(k[0] for k in (*changes.matches, *changes.warned, *changes.cleared)),
+        *(a[0] for a in changes.acted),
+        *(c[0] for c in changes.dry_warnings),
+    }
+    if touched:
+        conn.execute(_TOUCH, (_json(sorted(touched)), at))
+    batches: tuple[tuple[str, list[list[Any]]], ...] = (
+        (_CLOCKS, [[j, s, to_db(e)] for j, s, e in changes.status_entries]),
+        (_MATCHES, [list(k) for k in changes.matches]),
+        (_WARNED, [list(k) for k in changes.warned]),
+        (_CLEARED, [list(k) for k in changes.cleared]),
+        (_ACTED, [list(a) for a in changes.acted]),
+        (_CLAIMS, [list(c) for c in changes.dry_warnings]),
+    )
+    for sql, rows in batches:
+        if rows:
+            params: tuple[Any, ...] = (_json(rows),) if sql is _CLOCKS else (_json(rows), at)
+            conn.execute(sql, params)
+    if changes.breaker_open is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (BREAKER_META_KEY, "1" if changes.breaker_open else "0"),
+        )

@@ -1,0 +1,127 @@
+"""The data between the state store and the plan: what the store knows, and what a plan changes.
+
+A poll reads one `StateSnapshot` of its jobs (`StateStore.snapshot`), decides with it in
+`rules.poll_plan.plan_poll` (pure), and hands the plan's `StateChanges` back to be written in one
+transaction (`StateStore.apply`), or kept in memory by a dry run (`state.shadow.ShadowState`). Plain
+frozen data, no SQL: the rules may import it.
+
+Outcomes of a (job, rule) decision: `requested`, `cancelled`, `unconfirmed`, `failed`,
+`already_terminal`, `not_authorized` are final (the rule never acts on the job again); the ones in
+`TRANSIENT_OUTCOMES` are a state of the configuration or of Tapis (dry run, an open breaker, an
+exemption, Tapis unavailable when the cancel was sent, or `reconsider`: a dry run's view of any of
+these), after which the rule may still act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from watchdog.state.schema import Decision
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
+__all__ = [
+    "RECONSIDER",
+    "TRANSIENT_OUTCOMES",
+    "UNAVAILABLE",
+    "Decision",
+    "StateChanges",
+    "StateSnapshot",
+    "dry_warning_key",
+]
+
+UNAVAILABLE = "unavailable"
+RECONSIDER = "reconsider"
+TRANSIENT_OUTCOMES = frozenset({"dry_run", "circuit_open", "exempt", UNAVAILABLE, RECONSIDER})
+
+Key = tuple[str, str]
+"""(job uuid, rule name)."""
+
+
+def dry_warning_key(first_match_at: datetime) -> str:
+    """The once-only claim of a match's dry-run `job_warned` (one per match, across restarts)."""
+    return f"job_warned:dry_run:{first_match_at.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """What the store knows about one poll's jobs, read at once before the plan.
+
+    Attributes:
+        decisions: every decision of a polled job, and every open match (matched, neither acted
+            on nor cleared) of any job, by (job, rule).
+        status_entries: for polled jobs, when each entered the status the poll saw it in, on its
+            current visit to that status.
+        dry_warnings: the claims of dry-run warnings already logged, as (job, rule, claim key).
+        breaker_open: the circuit breaker was open after the last poll that had cancels due.
+        cancels_last_hour: real cancels sent (or maybe sent) in the rolling hour before now.
+    """
+
+    decisions: Mapping[Key, Decision] = field(default_factory=dict)
+    status_entries: Mapping[str, datetime] = field(default_factory=dict)
+    dry_warnings: frozenset[tuple[str, str, str]] = frozenset()
+    breaker_open: bool = False
+    cancels_last_hour: int = 0
+
+    def decision(self, job_uuid: str, rule: str) -> Decision | None:
+        """The decision of (job, rule), or None when the rule never matched the job."""
+        return self.decisions.get((job_uuid, rule))
+
+    def open_matches(self) -> list[Decision]:
+        """Decisions matched and neither acted on nor cleared, oldest match first."""
+        found = [
+            d
+            for d in self.decisions.values()
+            if d.first_match_at is not None and d.acted_at is None
+        ]
+        return sorted(found, key=lambda d: (d.first_match_at, d.job_uuid, d.rule))
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What one plan writes, all at `at`; each list in the order it is applied.
+
+    The SQLite store applies the deltas (`status_entries` ... `breaker_open`) with the same guards
+    as its one-row methods (`record_match` starts a match only when none is open, ...); an
+    in-memory store takes `decisions`, the decisions as the deltas leave them.
+
+    Attributes:
+        status_entries: (job, status, entered) learnt from job histories this poll.
+        matches: (job, rule) whose match starts now (the first, or the first since cleared).
+        warned: (job, rule) whose current match is warned about now.
+        cleared: (job, rule) whose open match is over.
+        acted: (job, rule, outcome) of the skips decided now (exempt, dry run, breaker).
+        dry_warnings: (job, rule, claim key) of dry-run warnings logged now.
+        breaker_open: the breaker's new state, or None when unchanged.
+        dry_cancels: (job, rule) a dry run would have cancelled now (only a dry run's memory
+            counts them, for its rolling hour).
+        decisions: every decision these changes touch, as they leave it.
+    """
+
+    at: datetime
+    status_entries: tuple[tuple[str, str, datetime], ...] = ()
+    matches: tuple[Key, ...] = ()
+    warned: tuple[Key, ...] = ()
+    cleared: tuple[Key, ...] = ()
+    acted: tuple[tuple[str, str, str], ...] = ()
+    dry_warnings: tuple[tuple[str, str, str], ...] = ()
+    breaker_open: bool | None = None
+    dry_cancels: tuple[Key, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to write."""
+        return not (
+            self.status_entries
+            or self.matches
+            or self.warned
+            or self.cleared
+            or self.acted
+            or self.dry_warnings
+            or self.dry_cancels
+            or self.breaker_open is not None
+        )
