@@ -64,7 +64,19 @@ THRESHOLD_CASES = [
         {"runtime_over": "12h"},
         {"remote_started": NOW - timedelta(hours=12) - SECOND},
         True,
-        "runtime 12h00m exceeds 12h",
+        "runtime 12h00m01s exceeds 12h",
+    ),
+    (
+        {"runtime_over": "12h"},
+        {"remote_started": NOW - timedelta(hours=12, seconds=59)},
+        True,
+        "runtime 12h00m59s exceeds 12h",
+    ),
+    (
+        {"runtime_over": "12h"},
+        {"remote_started": NOW - timedelta(hours=12, milliseconds=250)},
+        True,
+        "runtime 12h00m00.25s exceeds 12h",
     ),
     (
         {"runtime_over": "12h"},
@@ -89,7 +101,7 @@ THRESHOLD_CASES = [
         {"age_over": "2d"},
         {"created": NOW - timedelta(days=2) - SECOND},
         True,
-        "age 2d00h exceeds 2d",
+        "age 2d00h00m01s exceeds 2d",
     ),
     ({"age_over": "2d"}, {"created": None}, False, "age unknown (the job has no created time)"),
     (
@@ -108,7 +120,7 @@ THRESHOLD_CASES = [
         {"in_status_over": "6h"},
         {"status": "RUNNING", "remote_started": NOW - timedelta(hours=6) - SECOND},
         True,
-        "in RUNNING for 6h00m, over 6h",
+        "in RUNNING for 6h00m01s, over 6h",
     ),
     (
         {"in_status_over": "2d"},

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.set_defaults(handler="watchdog.tools.demo:cmd_demo")
+    _add_logging_options(parser)
     return parser
 
 
@@ -262,6 +263,35 @@ def _add_silence(sub: Any) -> None:
     p.set_defaults(handler="watchdog.tools.silence:cmd_silence")
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    for action in parser._actions:  # noqa: SLF001 - argparse lists subcommands nowhere else
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in action.choices.values():
+                yield child
+                yield from _subparsers(child)
+
+
+def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+    # Accepted before or after the command; SUPPRESS keeps a subcommand from resetting a value
+    # given before it.
+    targets = [(parser, None), *((p, argparse.SUPPRESS) for p in _subparsers(parser))]
+    for target, default in targets:
+        group = target.add_argument_group("logging")
+        group.add_argument(
+            "--log-level",
+            choices=("debug", "info", "warning", "error"),
+            default="info" if default is None else default,
+            help="the lowest level of event written to stdout (default info)",
+        )
+        group.add_argument(
+            "--log-format",
+            choices=("json", "console"),
+            default=default,
+            help="json lines, or console text for people (default: console on a terminal, "
+            "else json); NO_COLOR / FORCE_COLOR control colour on the console",
+        )
+
+
 def _resolve(spec: str) -> Handler:
     import importlib  # noqa: PLC0415 - subcommands load only what they use
 
@@ -322,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from argparse (--help, --version, a usage error: exit 0 or 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from watchdog.logs import configure_logging  # noqa: PLC0415 - after parsing, like handlers
+
+    configure_logging(level=args.log_level, log_format=args.log_format)
     try:
         code = _run(_resolve(args.handler), args)
         sys.stdout.flush()

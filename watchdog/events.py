@@ -3,34 +3,35 @@
 Every event is a flat dict with `timestamp` (UTC ISO-8601), `level` and `event`, plus the fields
 product.md names for it. `EventLog` builds that dict, takes every registered secret out of it, and
 hands the same final dict to three places: stdout (JSON lines, or a console rendering on a
-terminal), the state store's audit trail, and each listener (metrics, notifications). A sink that
-fails is reported on stdout and never stops the event from reaching the others.
+terminal; `watchdog.logs`), the state store's audit trail, and each listener (metrics,
+notifications). A sink that fails is reported on stdout and never stops the event from reaching
+the others. Scrubbing (`watchdog.redaction`) touches only text that came from outside: the event
+name, the level, keys and the daemon's own values stay as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-import orjson
 import structlog
 
 from watchdog.config.model import EVENTS
 from watchdog.errors import WatchdogError
+from watchdog.logs import configure_logging
+from watchdog.redaction import REDACTED, register_secret, scrub, scrub_event
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, MutableMapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from watchdog.state.schema import Silence
     from watchdog.state.store import StateStore
 
 __all__ = [
     "EVENTS",
+    "REDACTED",
     "EventLog",
     "JobLike",
     "Listener",
@@ -39,7 +40,10 @@ __all__ = [
     "register_secret",
 ]
 
-REDACTED = "***"
+redact = scrub
+"""`value` with every secret taken out, in nested values too (see `watchdog.redaction`)."""
+
+_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 Listener: TypeAlias = Callable[[dict[str, Any]], None]
 """A sink for final event dicts (metrics, notifications); what it raises is logged, not raised."""
@@ -56,116 +60,6 @@ class JobLike(Protocol):
     def app_id(self) -> str: ...
     @property
     def status(self) -> str: ...
-
-
-# -- redaction -------------------------------------------------------------------------------------
-
-_secrets: tuple[str, ...] = ()
-_secrets_lock = threading.Lock()
-
-
-def register_secret(value: str | None) -> None:
-    """Never let `value` (nor its URL-encoded form) reach any event; empty values are ignored."""
-    global _secrets  # noqa: PLW0603 - one registry per process, read on every event
-    if not value or not value.strip():
-        return
-    with _secrets_lock:
-        forms = {value, quote(value, safe=""), quote(value)} - set(_secrets)
-        # Longest first, so a secret containing another is replaced whole.
-        _secrets = tuple(sorted((*_secrets, *forms), key=len, reverse=True))
-
-
-def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:  # noqa: PLR0911 - a return per kind
-    if isinstance(value, str):
-        return _scrub_text(value, secrets)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_scrub(v, secrets) for v in value]
-    if isinstance(value, bytes | bytearray):
-        text = bytes(value).decode("utf-8", "replace")
-        return _scrub_text(text, secrets) if any(s in text for s in secrets) else value
-    # Renderers fall back to str() or repr() for other objects (exceptions, paths, ...).
-    for text in (str(value), repr(value)):
-        if any(secret in text for secret in secrets):
-            return _scrub_text(text, secrets)
-    return value
-
-
-def redact(value: Any) -> Any:
-    """`value` with every registered secret replaced by `***`, in nested values too."""
-    secrets = _secrets
-    return _scrub(value, secrets) if secrets else value
-
-
-def _redact_processor(
-    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    secrets = _secrets
-    if not secrets:
-        return event_dict
-    return {key: _scrub(value, secrets) for key, value in event_dict.items()}
-
-
-# -- structlog configuration -----------------------------------------------------------------------
-
-_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
-
-
-def _add_timestamp(
-    logger: Any, name: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    # EventLog stamps its events itself, so stdout and the audit trail carry the same time.
-    if "timestamp" in event_dict:
-        return event_dict
-    return _stamp(logger, name, event_dict)
-
-
-def _serialize(obj: Any, **_kw: Any) -> str:
-    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def configure_logging(
-    *, json: bool | None = None, stream: TextIO | None = None, level: str = "info"
-) -> None:
-    """Configure structlog for the process; a second call with the same arguments changes nothing.
-
-    Args:
-        json: JSON lines (True) or the console rendering (False); by default JSON unless the
-            stream is a terminal.
-        stream: where lines go (default: stdout).
-        level: the lowest level written (`debug`, `info`, `warning`, `error`).
-    """
-    out = stream if stream is not None else sys.stdout
-    isatty = getattr(out, "isatty", None)
-    terminal = callable(isatty) and bool(isatty())
-    renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_serialize)
-        if (not terminal if json is None else json)
-        else structlog.dev.ConsoleRenderer(colors=terminal)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _add_timestamp,
-            structlog.processors.format_exc_info,
-            _redact_processor,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level.lower()),
-        logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=True,
-    )
 
 
 # -- the event log ---------------------------------------------------------------------------------
@@ -206,7 +100,7 @@ class EventLog:
         head: dict[str, Any] = {}
         if "timestamp" not in fields:
             _stamp(None, level, head)
-        final: dict[str, Any] = redact({**head, "level": level, "event": event, **fields})
+        final = scrub_event({**head, "level": level, "event": event, **fields})
         # A closed or broken stdout must not cost the audit trail or the listeners this event.
         with contextlib.suppress(OSError, ValueError):
             getattr(self._log, level)(**final)

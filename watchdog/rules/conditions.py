@@ -173,7 +173,8 @@ class RuntimeOver:
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         runtime, limit = facts.runtime, compact_duration(self.threshold)
         if self.decide(facts):
-            return _leaf(path, f"runtime {format_duration(runtime)} exceeds {limit}", holds=True)
+            shown = format_duration(runtime, above=self.threshold)
+            return _leaf(path, f"runtime {shown} exceeds {limit}", holds=True)
         note = "" if facts.started is not None else " (not started)"
         reason = f"runtime {format_duration(runtime)} does not exceed {limit}{note}"
         return _leaf(path, reason, holds=False)
@@ -200,7 +201,8 @@ class AgeOver:
         if age is None:
             return _leaf(path, "age unknown (the job has no created time)", holds=holds)
         if holds:
-            return _leaf(path, f"age {format_duration(age)} exceeds {limit}", holds=True)
+            shown = format_duration(age, above=self.threshold)
+            return _leaf(path, f"age {shown} exceeds {limit}", holds=True)
         return _leaf(path, f"age {format_duration(age)} does not exceed {limit}", holds=False)
 
     def describe(self) -> str:
@@ -237,7 +239,9 @@ class InStatusOver:
             return _leaf(path, f"time in {status} unknown", holds=holds)
         spent = max(facts.now - since, _ZERO)
         over = "over" if holds else "not over"
-        return _leaf(path, f"in {status} for {format_duration(spent)}, {over} {limit}", holds=holds)
+        # `above` matters only when it is over: then the text must show it over.
+        shown = format_duration(spent, above=self.threshold)
+        return _leaf(path, f"in {status} for {shown}, {over} {limit}", holds=holds)
 
     def describe(self) -> str:
         return f"time in status > {compact_duration(self.threshold)}"

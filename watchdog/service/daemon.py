@@ -36,8 +36,9 @@ from watchdog.errors import (
     TapisError,
     TapisUnavailableError,
 )
-from watchdog.events import EventLog, configure_logging, register_secret
+from watchdog.events import EventLog, register_secret
 from watchdog.poll.scan import poll_jobs
+from watchdog.redaction import register_basic_credentials
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
 from watchdog.service.notify import Notifier
@@ -66,6 +67,8 @@ def register_config_secrets(config: Config) -> None:
             register_secret(secret.get_secret_value())
     for target in config.notify:
         register_secret(target.url.get_secret_value())
+    if t.client_key is not None:
+        register_basic_credentials(t.client_id, t.client_key.get_secret_value())
 
 
 @dataclass
@@ -471,8 +474,10 @@ def build_daemon(
 
 
 def run_daemon(config_path: Path, *, dry_run: bool = False, once: bool = False) -> int:
-    """The `run` command: configure logging, build the daemon, run it. Returns the exit code."""
-    configure_logging()
+    """The `run` command: build the daemon, run it. Returns the exit code.
+
+    Logging is the caller's to configure (`watchdog.cli.main` does, from `--log-*`).
+    """
     daemon, server = build_daemon(config_path, dry_run=dry_run, once=once)
     try:
         return anyio.run(daemon.serve)

@@ -29,6 +29,7 @@ from tapipy.errors import BaseTapyException
 from tapipy.tapis import Tapis, TapisResult
 
 from watchdog.errors import TapisAuthError, TapisError, TapisUnavailableError
+from watchdog.redaction import register_basic_credentials
 from watchdog.tapis.data import (
     CallCounter,
     JobStatus,
@@ -101,6 +102,8 @@ class TapisClient:
         self._password = reveal(settings.password)
         self._access_token = reveal(settings.access_token)
         self._scrubber = Scrubber((self._password, self._access_token, reveal(settings.client_key)))
+        # tapipy sends the OAuth client as HTTP Basic: that value is a credential as well.
+        register_basic_credentials(settings.client_id, reveal(settings.client_key))
         self._retry = retry or RetryPolicy()
         self._on_call = on_call
         self._on_error = on_error

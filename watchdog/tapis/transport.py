@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import email.utils
 import math
-import re
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,14 +35,13 @@ from watchdog.errors import (
     TapisRequestError,
     TapisUnavailableError,
 )
+from watchdog.redaction import register_secret, scrub_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 
 _MESSAGE_LIMIT = 500
-_SCRUBBED = "***"
-_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
 
 
 class TimeoutAdapter(HTTPAdapter):
@@ -153,17 +151,19 @@ class TokenRejectedError(Exception):
 
 
 class Scrubber:
-    """Removes the configured secrets, and any JWT, from text that may be logged."""
+    """Removes the configured secrets, and any credential by its shape, from text to be logged.
+
+    The secrets join the process's registry (`watchdog.redaction`), so events scrub them too;
+    a short one is removed only where it is the whole text (see `watchdog.redaction`).
+    """
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
-        self._secrets = tuple(s for s in secrets if s)
+        for secret in secrets:
+            register_secret(secret)
 
     def scrub(self, text: str) -> str:
-        """`text` with every secret and JWT replaced by `***`."""
-        for secret in self._secrets:
-            text = text.replace(secret, _SCRUBBED)
-        # Tokens issued by a login are not in the configuration; any JWT is a credential.
-        return _JWT.sub(_SCRUBBED, text)
+        """`text` with every secret, JWT and credential-shaped value replaced by `***`."""
+        return scrub_text(text)
 
     def message(self, message: Any) -> str:
         """An error message as one scrubbed line of at most about 500 characters."""

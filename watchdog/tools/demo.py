@@ -157,10 +157,12 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001 - the demo takes no options
+def cmd_demo(args: argparse.Namespace) -> int:
     from watchdog.service.daemon import build_daemon  # noqa: PLC0415
 
-    configure_logging(json=False)
+    # The demo is watched by a person: console text unless --log-format said otherwise.
+    if getattr(args, "log_format", None) is None:
+        configure_logging(log_format="console", level=getattr(args, "log_level", "info"))
     summary = Summary()
     sim = Simulator(DEMO_FLEET, seed=7, live=True)
     with tempfile.TemporaryDirectory(prefix="tapis-watchdog-demo-") as tmp, sim.serve() as server:
