@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 import structlog
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_service_harness import HEALTHY, config_text, fleet, service
 
 from watchdog.errors import TapisAuthError, TapisUnavailableError
 from watchdog.events import EventLog, configure_logging
@@ -192,3 +196,37 @@ def test_a_long_password_never_survives_in_outside_text(
     clean = scrub_text(before + password + after)
     if len(password) >= LONG_SECRET:
         assert password not in clean
+
+
+def test_a_login_error_echoing_headers_leaks_nothing_anywhere(tmp_path: Path) -> None:
+    """A tokens answer that echoes the request's headers: the OAuth client's Basic value and the
+    client key reach neither stdout, stderr, the state store nor `history --json`."""
+    client_id, client_key = "watchdog-client", "ck-7f3e9a1c5b2d"
+    basic = base64.b64encode(f"{client_id}:{client_key}".encode()).decode()
+    echo = f"upstream said no; request headers: Authorization: Basic {basic}; key={client_key}"
+    with service(tmp_path, fleet(HEALTHY)) as svc:
+        svc.sim.set_fault(kind="error", endpoint="tokens", status=503, message=echo)
+        text = yaml.safe_load(config_text(svc.base_url, tmp_path))
+        text["tapis"].update(client_id=client_id, client_key=client_key)
+        config = svc.write_config(yaml.safe_dump(text))
+        run = _cli(tmp_path, "run", "--once", "-c", str(config))
+    history = _cli(tmp_path, "history", "--json", "-c", str(config))
+    assert run.returncode != 0
+    assert history.returncode == 0, history.stderr
+    events = [json.loads(line) for line in history.stdout.splitlines()]
+    assert "tapis_error" in {e["event"] for e in events}
+    everything = run.stdout + run.stderr + history.stdout + history.stderr
+    assert "upstream said no" in everything
+    assert basic not in everything
+    assert client_key not in everything
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
