@@ -1,1 +1,1 @@
-"""Acting on a plan: cancels with a fresh status check, following them, the circuit breaker."""
+"""Applying a poll's plan: state changes, events, then Tapis calls and following cancels."""

@@ -1,1 +1,1 @@
-"""Rules: conditions, evaluation and the decision plan. Pure: no I/O, no clock."""
+"""Rules: conditions, evaluation, the per-job and per-poll plans, the breaker. Pure."""

@@ -10,8 +10,10 @@ round-trip exactly and compare in SQL. A cancel intent is committed with `synchr
 the cancel is sent, so not even a power loss between sending and recording can hide it; everything
 else commits with `synchronous=NORMAL`, which survives a killed process (WAL) at little cost.
 
-The schema is a list of migrations applied in order at open; `PRAGMA user_version` counts the ones
-applied. A file written by a newer tapis-watchdog is refused rather than guessed at.
+A poll reads what it needs in one `snapshot` and writes its plan in one `apply` (`state/batch.py`:
+a fixed number of statements whatever the number of jobs); the one-row methods serve everything
+else. The connection, migrations and transactions are `state/database.py`'s; a file written by a
+newer tapis-watchdog is refused rather than guessed at.
 """
 
 from __future__ import annotations
