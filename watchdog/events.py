@@ -20,7 +20,7 @@ import structlog
 
 from watchdog.config.model import EVENTS
 from watchdog.errors import WatchdogError
-from watchdog.logs import configure_logging
+from watchdog.logs import already_scrubbed, configure_logging
 from watchdog.redaction import REDACTED, register_secret, scrub, scrub_event
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class EventLog:
             _stamp(None, level, head)
         final = scrub_event({**head, "level": level, "event": event, **fields})
         # A closed or broken stdout must not cost the audit trail or the listeners this event.
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError), already_scrubbed():
             getattr(self._log, level)(**final)
         if self.store is not None:
             try:

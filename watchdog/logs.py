@@ -15,6 +15,8 @@ debug), so `journalctl -p warning` shows every warning-level event.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 import sys
@@ -26,9 +28,16 @@ import structlog
 from watchdog.redaction import scrub_event
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, MutableMapping
+    from collections.abc import Iterator, Mapping, MutableMapping
 
-__all__ = ["LEVELS", "LogFormat", "configure_logging", "for_people", "journal_priority"]
+__all__ = [
+    "LEVELS",
+    "LogFormat",
+    "already_scrubbed",
+    "configure_logging",
+    "for_people",
+    "journal_priority",
+]
 
 LogFormat = Literal["json", "console"]
 LEVELS = ("debug", "info", "warning", "error")
@@ -57,9 +66,24 @@ def add_timestamp(
     return _stamp(logger, name, event_dict)
 
 
+_clean: contextvars.ContextVar[bool] = contextvars.ContextVar("watchdog_clean", default=False)
+
+
+@contextlib.contextmanager
+def already_scrubbed() -> Iterator[None]:
+    """Within this block, log calls carry dicts that were scrubbed already (EventLog's)."""
+    token = _clean.set(True)
+    try:
+        yield
+    finally:
+        _clean.reset(token)
+
+
 def _scrub(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    if _clean.get():
+        return event_dict
     return scrub_event(dict(event_dict))
 
 

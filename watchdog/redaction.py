@@ -85,6 +85,9 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"(?i)('{_KEYS}'\s*:\s*')(?:[^'\\]|\\.)*"), rf"\1{REDACTED}"),
 )
 
+# One search says whether any shape can be present; most texts (reasons, names) have none.
+_MAYBE_SHAPED = re.compile(rf"(?i)eyJ|://|authorization|x-tapis-token|{_KEYS}")
+
 _lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
 _pattern: re.Pattern[str] | None = None
@@ -126,8 +129,9 @@ def scrub_text(text: str, extra: tuple[str, ...] = ()) -> str:
     secrets = _secrets | set(extra) if extra else _secrets
     if text in secrets:
         return REDACTED
-    for shape, replacement in _SHAPES:
-        text = shape.sub(replacement, text)
+    if _MAYBE_SHAPED.search(text):
+        for shape, replacement in _SHAPES:
+            text = shape.sub(replacement, text)
     pattern = _pattern if not extra else _compile(secrets)
     return pattern.sub(REDACTED, text) if pattern is not None else text
 
