@@ -32,6 +32,7 @@ Usage: .venv/bin/python bench/bench_poll.py [--sizes 10000,100000] [--servers si
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -157,6 +158,21 @@ def write_config(info: dict[str, Any], source: Path, directory: Path) -> Path:
     return path
 
 
+class _GcClock:
+    """Seconds spent in the cyclic garbage collector."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._began
+
+
 def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     import anyio  # noqa: PLC0415
 
@@ -174,6 +190,9 @@ def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     daemon, server = daemon_module.build_daemon(
         write_config(info, args.config, tmp), dry_run=True, listeners=(listen,)
     )
+    freeze = getattr(daemon_module, "freeze_startup", None)
+    if freeze is not None:  # as run_daemon does
+        freeze()
     listing: list[float] = []
     original = daemon_module.poll_jobs
 
@@ -186,6 +205,7 @@ def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
     daemon_module.poll_jobs = timed_listing  # type: ignore[assignment]
     polls: list[dict[str, Any]] = []
+    gc_clock = _GcClock()
 
     async def main() -> None:
         await daemon.client.login()
@@ -193,7 +213,7 @@ def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
             for number in range(1, args.polls + 1):
                 if number == args.polls:
                     _control(info, "DELETE", "/_sim/requests")
-                cpu, written = time.process_time(), _written()
+                cpu, written, in_gc = time.process_time(), _written(), gc_clock.total
                 ok = await daemon.poll_once(followers)
                 cpu, written = time.process_time() - cpu, _written() - written
                 if not ok:
@@ -204,6 +224,7 @@ def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
                         "duration": event["duration_s"],
                         "listing": listing[-1],
                         "cpu": cpu,
+                        "gc": gc_clock.total - in_gc,
                         "written": written,
                         "rss_mb": _status_kib("VmRSS") / 1024,
                         "jobs": event["jobs_seen"],
@@ -284,6 +305,7 @@ def summarize(size: int, kind: str, runs: list[tuple[dict[str, Any], dict[str, A
     listing_ratio = [p / f for p, f in zip(listing, floor, strict=True)]
     cpu_us = [statistics.median(p["cpu"] / max(1, p["jobs"]) * 1e6 for p in s) for s in steady]
     kib = [statistics.median(p["written"] / 1024 for p in s) for s in steady]
+    in_gc = [statistics.median(p["gc"] for p in s) for s in steady]
     cold = [d["polls"][0]["duration"] for d, _ in runs]
     cold_calls = runs[0][0]["polls"][0]["calls"]
     calls = runs[0][0]["polls"][-1]["calls"]
@@ -299,7 +321,8 @@ def summarize(size: int, kind: str, runs: list[tuple[dict[str, Any], dict[str, A
         f"{spread(cold, '.1f'):<17} {cold_calls:>6}"
     )
     steady_rows.append(
-        f"{size:>7} {kind:<4} | {spread(cpu_us, '.1f'):<20} {spread(kib, '.1f'):<22} "
+        f"{size:>7} {kind:<4} | {spread(cpu_us, '.1f'):<20} {spread(in_gc, '.2f'):<18} "
+        f"{spread(kib, '.1f'):<22} "
         f"{spread(rss1, '.0f'):<14} {spread(rss_last, '.0f'):<14} {spread(peak, '.0f'):<14}"
     )
     sys.stdout.flush()
@@ -355,7 +378,8 @@ def main() -> None:
     print()
     print(f"steady state (polls 2-{args.polls}), per poll; RSS after poll 1 and poll {args.polls}")
     header = (
-        f"{'jobs':>7} {'srv':<4} | {'cpu us/job/poll':<20} {'KiB written/poll':<22} "
+        f"{'jobs':>7} {'srv':<4} | {'cpu us/job/poll':<20} {'gc s/poll':<18} "
+        f"{'KiB written/poll':<22} "
         f"{'RSS poll 1 MB':<14} {'RSS last MB':<14} {'peak RSS MB':<14}"
     )
     print(header)

@@ -14,6 +14,7 @@ in (exit 3) or an invalid configuration (exit 2) does.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -473,12 +474,24 @@ def build_daemon(
     return daemon, server
 
 
+def freeze_startup() -> None:
+    """Move everything start-up built out of the cyclic collector's sight.
+
+    tapipy's specs, pydantic's models and the compiled rules live as long as the process; frozen,
+    they are no longer scanned by every full collection (measured by bench/bench_poll.py: half
+    the collector's time per poll at 10,000 jobs).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_daemon(config_path: Path, *, dry_run: bool = False, once: bool = False) -> int:
     """The `run` command: build the daemon, run it. Returns the exit code.
 
     Logging is the caller's to configure (`watchdog.cli.main` does, from `--log-*`).
     """
     daemon, server = build_daemon(config_path, dry_run=dry_run, once=once)
+    freeze_startup()
     try:
         return anyio.run(daemon.serve)
     finally:
