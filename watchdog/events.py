@@ -133,10 +133,14 @@ class EventLog:
         dry_run: bool | None,
         **fields: Any,
     ) -> None:
+        # The name is what a person recognises a job by (the page, the report, the digest).
+        name = getattr(job, "name", None)
+        named = {"job_name": name} if isinstance(name, str) and "job_name" not in fields else {}
         self.emit(
             level,
             event,
             job_uuid=job.uuid,
+            **named,
             owner=job.owner,
             app_id=job.app_id,
             status=job.status,

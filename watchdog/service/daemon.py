@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -44,7 +44,10 @@ from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
 from watchdog.service.notify import Notifier
 from watchdog.service.sdnotify import SystemdNotifier
+from watchdog.service.snapshot import LiveState, PollSnapshot
+from watchdog.service.web import StatusPage
 from watchdog.state.files import check_state_path
+from watchdog.state.reader import record_last_poll
 from watchdog.state.store import StateStore
 from watchdog.tapis.client import TapisClient
 
@@ -96,6 +99,8 @@ class Daemon:
     until: Callable[[], bool] | None = None
     metrics_url: str | None = None
     fatal: TapisAuthError | TapisUnavailableError | None = None
+    snapshot: PollSnapshot | None = None
+    next_poll_at: datetime | None = None
     _last_prune: float = 0.0
     _stopped_logged: bool = False
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -103,6 +108,16 @@ class Daemon:
     @property
     def dry_run(self) -> bool:
         return self.dry_run_flag or self.config.safety.dry_run
+
+    def live_state(self) -> LiveState:
+        """What the status page shows of the running daemon (read from its request threads)."""
+        return LiveState(
+            config=self.config,
+            rules=self.rules,
+            dry_run=self.dry_run,
+            snapshot=self.snapshot,
+            next_poll_at=self.next_poll_at,
+        )
 
     # ------------------------------------------------------------------ loop
     async def serve(self) -> int:
@@ -214,6 +229,7 @@ class Daemon:
             now = time.monotonic()
             if next_at < now:  # a poll overran: skip the missed slots, keep the cadence
                 next_at = now + (interval - (now - next_at) % interval)
+            self.next_poll_at = datetime.now(UTC) + timedelta(seconds=next_at - now)
             await anyio.sleep(next_at - now)
 
     async def poll_once(self, followers: TaskGroup) -> bool:
@@ -240,6 +256,8 @@ class Daemon:
         outcome = await self.actor.handle_poll(result.jobs, rules, now, followers)
         self.jobs_watched = len(result.jobs)
         self.last_poll_at = now
+        self.snapshot = PollSnapshot(at=now, jobs=tuple(result.jobs), rules=rules)
+        record_last_poll(self.store, now, self.snapshot.by_status)
         self.last_cycle_at = time.monotonic()
         if self.metrics is not None:
             self.metrics.set_jobs_watched(len(result.jobs))
@@ -416,8 +434,11 @@ def build_daemon(
     metrics: Metrics | None = None
     server: MetricsServer | None = None
     all_listeners = list(listeners)
+    # The page reads the daemon's live state, and the daemon needs the listener's address.
+    built: list[Daemon] = []
     if config.metrics is not None:
         metrics = Metrics(config.poll.interval.total_seconds())
+        page = StatusPage(config.state.path, live=lambda: built[0].live_state())  # noqa: PLW0108 - bound late
         try:
             server = start_server(config.metrics.listen, metrics)
         except OSError as exc:
@@ -429,6 +450,7 @@ def build_daemon(
                 exc.strerror or str(exc),
                 source=str(config_path),
             ) from None
+        page.mount(server.routes)
         all_listeners.append(metrics.observe_event)
     notifier: Notifier | None = None
     if config.notify:
@@ -471,6 +493,7 @@ def build_daemon(
         notifier=notifier,
         metrics_url=server.url if server is not None else None,
     )
+    built.append(daemon)
     return daemon, server
 
 
