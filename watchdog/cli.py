@@ -160,6 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_silence(sub)
 
     p = sub.add_parser(
+        "report",
+        help="the status page's summary, offline, from the state store",
+        description=(
+            "Summarise the state store (state.path) without talking to Tapis: health (last good "
+            "poll, failures since, breaker, dry run), jobs watched by status, cancels with their "
+            "confirmation and latency, grace periods running with their deadline, warnings, "
+            "skipped and hand cancels, and a 24-hour timeline; the same figures as the page at /. "
+            "Exit: 0; 1 when there is no state store yet."
+        ),
+    )
+    _add_config(p)
+    p.add_argument("--since", default="12h", metavar="DURATION", help="how far back (default 12h)")
+    p.add_argument(
+        "--format",
+        default="text",
+        choices=("text", "markdown", "html", "json"),
+        help="output format (default text)",
+    )
+    p.set_defaults(handler="watchdog.tools.report:cmd_report")
+
+    p = sub.add_parser(
         "sim",
         help="run the built-in Tapis simulator",
         description=(

@@ -202,5 +202,9 @@ class StateReader:
         return from_db(rows[0][0]) if rows else None
 
     def knows_job(self, job_uuid: str) -> bool:
-        """Whether the store has any record of the job."""
-        return bool(self._query("SELECT 1 FROM jobs WHERE job_uuid = ?", (job_uuid,)))
+        """Whether the store has any record of the job (its row, or an event about it)."""
+        sql = (
+            "SELECT 1 FROM jobs WHERE job_uuid = ?1 "
+            "UNION ALL SELECT 1 FROM events WHERE job_uuid = ?1 LIMIT 1"
+        )
+        return bool(self._query(sql, (job_uuid,)))
