@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     "test-rules",
     "cancel",
     "history",
+    "report",
     "silence",
     "sim",
     "demo",
