@@ -72,7 +72,12 @@ def compact_duration(delta: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
-def _duration(value: Any) -> timedelta:
+def duration(value: Any) -> timedelta:
+    """A configuration duration (`90m`, `1h30m`) as a timedelta.
+
+    Raises:
+        PydanticCustomError: not a duration (the message shows the value).
+    """
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
@@ -155,9 +160,9 @@ def _non_empty(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Duration = Annotated[timedelta, BeforeValidator(duration)]
 PositiveDuration = Annotated[
-    timedelta, BeforeValidator(_duration), AfterValidator(_positive_duration)
+    timedelta, BeforeValidator(duration), AfterValidator(_positive_duration)
 ]
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]

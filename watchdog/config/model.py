@@ -1,7 +1,10 @@
 """The configuration: YAML → validated, frozen `Config`, or a `ConfigError` listing every problem.
 
-    load_config(path, env=None) -> Config
-        tapis    TapisSettings     where and who (secrets are SecretStr)
+    load_config(path, env=None) -> Config                 for the commands that log in to Tapis
+    load_offline_config(path, env=None) -> OfflineConfig  for those that never do
+        tapis    TapisSettings     where and who (secrets are SecretStr); in an OfflineConfig
+                                   None when it needs what this environment lacks
+                                   (`tapis_deferred` says what, see config/tapis_settings.py)
         poll     PollSettings      cadence, page size, list type, statuses
         state    StateSettings     SQLite path, retention of terminal jobs
         safety   SafetySettings    dry run, circuit breaker, verify timeout, exemptions
@@ -9,6 +12,9 @@
         metrics  MetricsSettings | None
         notify   tuple[NotifyTarget]
         source   the file it came from
+
+Defaults follow what the user wrote: `safety.resend_after` defaults to 1m, or half of a
+`verify_timeout` of 2m or less, so a short `verify_timeout` alone is valid.
 
 Each problem names its key path (with rule index and name), and the bad value unless it is a
 secret: `rules[2] (frontera-12h).when.runtime_over: expected a duration like "90m" or "12h", got
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from watchdog.config.fields import (
     Flag,
@@ -31,8 +38,8 @@ from watchdog.config.fields import (
     PositiveDuration,
     PositiveInt,
     StrictModel,
-    Text,
     TextList,
+    duration,
     problem,
     problems,
     show,
@@ -45,6 +52,7 @@ from watchdog.config.source import (
     read_yaml,
     substitute_env,
 )
+from watchdog.config.tapis_settings import TapisSettings, base_dir, check_shape
 from watchdog.errors import ConfigError
 from watchdog.jobs import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 
@@ -73,77 +81,7 @@ EVENTS: tuple[str, ...] = (
     "silence_expired",
 )
 LIST_TYPES: tuple[str, ...] = ("MY_JOBS", "SHARED_JOBS", "ALL_JOBS")
-_BASE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://\S")
-
-
-def _base_dir(info: ValidationInfo) -> Path | None:
-    context = info.context if isinstance(info.context, dict) else {}
-    base = context.get("base_dir")
-    return base if isinstance(base, Path) else None
-
-
-class TapisSettings(StrictModel):
-    """Where Tapis is and who the watchdog is. A `*_file` key is read into the secret beside it."""
-
-    base_url: str
-    tenant_id: Text
-    username: Text | None = None
-    password: SecretStr | None = None
-    password_file: str | None = None
-    access_token: SecretStr | None = None
-    access_token_file: str | None = None
-    client_id: Text | None = None
-    client_key: SecretStr | None = None
-    client_key_file: str | None = None
-    timeout: PositiveDuration = timedelta(seconds=30)
-    max_concurrency: PositiveInt = 8
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_files(cls, data: Any, info: ValidationInfo) -> Any:
-        return read_secret_files(data, ("password", "access_token", "client_key"), _base_dir(info))
-
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _check_base_url(cls, value: Any) -> str:
-        if not isinstance(value, str) or not _BASE_URL.match(value.strip()):
-            raise problem(
-                f'expected an http(s) URL like "https://designsafe.tapis.io", got {show(value)}'
-            )
-        return value.strip().rstrip("/")
-
-    @field_validator("password", "access_token", "client_key")
-    @classmethod
-    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value():
-            raise problem("must not be empty")
-        return value
-
-    @model_validator(mode="after")
-    def _check_identity(self) -> TapisSettings:
-        found: list[tuple[Loc, str]] = []
-        if self.username is not None and self.password is None:
-            found.append((("password",), "is required with username (or give password_file)"))
-        if self.password is not None and self.username is None:
-            found.append((("username",), "is required with password"))
-        if self.username is None and self.access_token is None:
-            found.append(
-                (
-                    (),
-                    (
-                        "give username with password or password_file, "
-                        "or access_token or access_token_file"
-                    ),
-                )
-            )
-        if self.client_id is not None and self.client_key is None:
-            found.append((("client_key",), "is required with client_id (or give client_key_file)"))
-        if self.client_key is not None and self.client_id is None:
-            found.append((("client_id",), "is required with client_key"))
-        if found:
-            raise problems(found)
-        return self
 
 
 class PollSettings(StrictModel):
@@ -209,6 +147,9 @@ class ExemptSettings(StrictModel):
     uuids: TextList = ()
 
 
+DEFAULT_RESEND_AFTER = timedelta(minutes=1)
+
+
 class SafetySettings(StrictModel):
     """Dry run, the circuit breaker, cancel verification (and its one re-send), the longest
     silence `tapis-watchdog silence add` accepts, exemptions."""
@@ -217,9 +158,23 @@ class SafetySettings(StrictModel):
     max_cancels_per_poll: PositiveInt = 10
     max_cancels_per_hour: PositiveInt = 50
     verify_timeout: PositiveDuration = timedelta(minutes=15)
-    resend_after: PositiveDuration = timedelta(minutes=1)
+    resend_after: PositiveDuration = DEFAULT_RESEND_AFTER
     max_silence: PositiveDuration = timedelta(days=7)
     exempt: ExemptSettings = ExemptSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resend_follows_verify(cls, data: Any) -> Any:
+        # The default re-send must come before a short verify_timeout the user wrote.
+        if not isinstance(data, dict) or "resend_after" in data or "verify_timeout" not in data:
+            return data
+        try:
+            verify = duration(data["verify_timeout"])
+        except PydanticCustomError:
+            return data  # the field's own validator says what is wrong with it
+        if verify <= 2 * DEFAULT_RESEND_AFTER and verify > timedelta(0):
+            return {**data, "resend_after": verify / 2}
+        return data
 
     @model_validator(mode="after")
     def _check_resend(self) -> SafetySettings:
@@ -270,7 +225,7 @@ class NotifyTarget(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_files(cls, data: Any, info: ValidationInfo) -> Any:
-        return read_secret_files(data, ("url",), _base_dir(info))
+        return read_secret_files(data, ("url",), base_dir(info))
 
     @field_validator("url")
     @classmethod
@@ -302,10 +257,17 @@ class NotifyTarget(StrictModel):
         return f"{match.group(1)}://..." if match else "..."
 
 
-class Config(StrictModel):
-    """The whole configuration, validated. Build it with `load_config`."""
+class OfflineConfig(StrictModel):
+    """The configuration as the commands that never log in see it (`check`, `test-rules`,
+    `explain --job-file`, `history`, `silence`). Build it with `load_offline_config`.
 
-    tapis: TapisSettings
+    `tapis` is None when its section needs what this environment lacks (an unset `${VAR}`, an
+    unreadable `*_file`); `tapis_deferred` then says what, one line per key. Everything else is
+    validated as strictly as for `run`.
+    """
+
+    tapis: TapisSettings | None = None
+    tapis_deferred: tuple[str, ...] = ()
     poll: PollSettings = PollSettings()
     state: StateSettings = StateSettings()
     safety: SafetySettings = SafetySettings()
@@ -315,7 +277,7 @@ class Config(StrictModel):
     source: str = ""
 
     @model_validator(mode="after")
-    def _check_rules(self) -> Config:
+    def _check_rules(self) -> OfflineConfig:
         found: list[tuple[Loc, str]] = []
         first: dict[str, int] = {}
         for index, rule in enumerate(self.rules):
@@ -336,6 +298,12 @@ class Config(StrictModel):
         if found:
             raise problems(found)
         return self
+
+
+class Config(OfflineConfig):
+    """The whole configuration, validated, the identity resolved. Build it with `load_config`."""
+
+    tapis: TapisSettings
 
 
 def _defaults(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -372,6 +340,9 @@ def _duplicate(name: str, first: int) -> str:
     return f"duplicate rule name {show(name)} (also rules[{first}])"
 
 
+INTERNAL_KEYS = ("source", "tapis_deferred")
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, substitute, validate. `env` replaces `os.environ` (for `${VAR}` and STATE_DIRECTORY).
 
@@ -379,29 +350,61 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ConfigError: anything is wrong; `problems` lists every problem found, each naming its
             key path and the bad value (never a secret).
     """
+    config = _load(path, env, login=True)
+    assert isinstance(config, Config)
+    return config
+
+
+def load_offline_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> OfflineConfig:
+    """Like `load_config`, but an unset `${VAR}` or an unreadable `*_file` in the `tapis` section
+    is a note in `tapis_deferred` (and `tapis` is None), not an error.
+
+    Raises:
+        ConfigError: anything else is wrong, in the `tapis` section too (an unknown key, a bad
+            URL or duration, no identity at all).
+    """
+    return _load(path, env, login=False)
+
+
+def _load(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None, *, login: bool
+) -> OfflineConfig:
     environ = os.environ if env is None else env
     file_path = Path(path)
     source = str(path)
     raw = read_yaml(file_path)
-    if "source" in raw:
-        raise ConfigError(["source: unknown key"], source=source)
+    for key in INTERNAL_KEYS:
+        if key in raw:
+            raise ConfigError([f"{key}: unknown key"], source=source)
     try:
         data, env_problems = substitute_env(raw, environ)
         data = _defaults(data, environ)
+        model: type[OfflineConfig] = Config
+        found: list[tuple[Loc, str]] = []
+        if not login:
+            deferred = [item for item in env_problems if item[0][:1] == ("tapis",)]
+            env_problems = [item for item in env_problems if item not in deferred]
+            found += check_shape(data.get("tapis"), deferred, file_path.parent)
+            if deferred:
+                model = OfflineConfig
+                notes = tuple(f"{key_path(loc, raw)}: {message}" for loc, message in deferred)
+                data = {**data, "tapis": None, "tapis_deferred": notes}
         try:
-            config = Config.model_validate(
+            config = model.model_validate(
                 {**data, "source": source}, context={"base_dir": file_path.parent}
             )
         except ValidationError as exc:
-            found = env_problems + [
+            found += env_problems + [
                 (loc, message)
-                for loc, message in format_errors(exc, Config)
+                for loc, message in format_errors(exc, model)
                 if not any(loc[: len(bad)] == bad for bad, _ in env_problems)
             ]
             # Cross-rule checks run only on a valid model; a duplicate name is worth saying now.
             found += [item for item in _duplicate_names(data) if item not in found]
         else:
-            found = env_problems
+            found += env_problems
             if not found:
                 return config
     except RecursionError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,8 +197,17 @@ def _replace(
     return env[name]
 
 
-def read_secret_files(data: Any, keys: tuple[str, ...], base_dir: Path | None) -> Any:
+def read_secret_files(
+    data: Any,
+    keys: tuple[str, ...],
+    base_dir: Path | None,
+    *,
+    unreadable: Callable[[tuple[Loc, str]], None] | None = None,
+) -> Any:
     """For each `KEY_file` in a mapping, read the file into `KEY` (trailing newlines stripped).
+
+    `unreadable`: where a file that cannot be read (or is empty) is reported instead of raising,
+    its key then left unset: the environment may lack it (an offline load), the file is not wrong.
 
     Raises:
         PydanticCustomError: a file cannot be read or is empty, or both `KEY` and `KEY_file` are
@@ -222,19 +231,28 @@ def read_secret_files(data: Any, keys: tuple[str, ...], base_dir: Path | None) -
         path = Path(path_text)
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
-        try:
-            secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeError, ValueError) as exc:
-            reason = _read_failure(exc)
-            found.append(((file_key,), f"cannot read {show(str(path))}: {reason}"))
-            continue
-        if not secret:
-            found.append(((file_key,), f"the file {show(str(path))} is empty"))
-            continue
-        result[key] = secret
+        secret, failure = _read_secret(path)
+        if secret is not None:
+            result[key] = secret
+        elif unreadable is None:
+            found.append(((file_key,), failure))
+        else:
+            unreadable(((file_key,), failure))
+            result.pop(file_key)
     if found:
         raise problems(found) if len(found) > 1 else problem(found[0][1], at=found[0][0])
     return result
+
+
+def _read_secret(path: Path) -> tuple[str | None, str]:
+    """The secret in `path`, or None and why not."""
+    try:
+        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeError, ValueError) as exc:
+        return None, f"cannot read {show(str(path))}: {_read_failure(exc)}"
+    if not secret:
+        return None, f"the file {show(str(path))} is empty"
+    return secret, ""
 
 
 def _read_failure(exc: Exception) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from watchdog.config.model import Config, load_config
+from watchdog.config.model import Config, OfflineConfig, load_config, load_offline_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import (
     EXIT_FAILURE,
@@ -61,12 +61,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- check
 def cmd_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
-    config = load_config(path)
+    config = load_offline_config(path)
     check_state_path(config.state.path, source=str(path))
     rules = compile_rules(config.rules)
     safety = config.safety
     _out(f"{path}: valid")
-    _out(f"  tapis: {config.tapis.base_url} tenant {config.tapis.tenant_id}")
+    if config.tapis is not None:
+        _out(f"  tapis: {config.tapis.base_url} tenant {config.tapis.tenant_id}")
+    else:
+        # Only the commands that log in need these; the environment they run in must have them.
+        _out("  tapis: not resolved here, needed by run, cancel and explain UUID:")
+        for note in config.tapis_deferred:
+            _out(f"    {note}")
     _out(
         f"  poll: every {format_duration(config.poll.interval)}, {config.poll.list_type}, "
         f"pages of {config.poll.page_size}"
@@ -86,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- explain
 def _explain_job(
     job: Job,
-    config: Config,
+    config: OfflineConfig,
     rules: Sequence[CompiledRule],
     now: datetime,
     status_since: datetime | None,
@@ -187,15 +193,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
             jobs.append(parse_job(_load_job_file(job_path)))
         except JobRecordError as exc:
             raise InputError([exc.detail], source=f"job file {job_path}") from exc
+    if not args.uuids:
+        offline = load_offline_config(path)
+        rules = compile_rules(offline.rules)
+        silences = stored_silences(offline, now)
+        for job in jobs:
+            _explain_job(job, offline, rules, now, None, silences=silences)
+        return EXIT_OK
     config = load_config(path)
     rules = compile_rules(config.rules)
     silences = stored_silences(config, now)
     for job in jobs:
         _explain_job(job, config, rules, now, None, silences=silences)
-    if args.uuids:
-        code: int = anyio.run(_explain_remote, config, rules, args.uuids, now, silences)
-        return code
-    return EXIT_OK
+    code: int = anyio.run(_explain_remote, config, rules, args.uuids, now, silences)
+    return code
 
 
 async def _explain_remote(
@@ -333,11 +344,12 @@ async def _confirmed() -> bool:
 def cmd_history(args: argparse.Namespace) -> int:
     from watchdog.state.store import StateStore  # noqa: PLC0415
 
-    config = load_config(_config_path(args))
+    path = _config_path(args)
     try:
         since = datetime.now(UTC) - parse_duration(args.since)
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from exc
+    config = load_offline_config(path)
     if not Path(config.state.path).exists():
         # Opening would create an empty store, in a place the daemon may not own.
         raise StateError(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watchdog.config.fields import compact_duration
-from watchdog.config.model import Config, load_config
+from watchdog.config.model import OfflineConfig, load_offline_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import StateError, UsageError
 from watchdog.events import EventLog, configure_logging, silence_fields
@@ -44,14 +44,14 @@ def _out(text: str = "") -> None:
     print(text, file=sys.stdout, flush=True)  # noqa: T201 - the command's own output
 
 
-def _config(args: argparse.Namespace) -> tuple[Path, Config]:
+def _config(args: argparse.Namespace) -> tuple[Path, OfflineConfig]:
     if not args.config:
         raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
     path = Path(args.config)
-    return path, load_config(path)
+    return path, load_offline_config(path)
 
 
-def _open_store(config: Config) -> StateStore:
+def _open_store(config: OfflineConfig) -> StateStore:
     from watchdog.state.store import StateStore  # noqa: PLC0415 - only when the command runs
 
     if not Path(config.state.path).exists():
@@ -82,7 +82,7 @@ def _events(store: StateStore) -> EventLog:
 
 
 # ---------------------------------------------------------------------- explain
-def stored_silences(config: Config, now: datetime) -> list[Silence]:
+def stored_silences(config: OfflineConfig, now: datetime) -> list[Silence]:
     """The silences in force at `now` in the configuration's state store (none without one)."""
     from watchdog.state.store import StateStore  # noqa: PLC0415 - only when there is a store
 
@@ -132,7 +132,7 @@ def _rules(silence: Silence) -> str:
 
 
 # ---------------------------------------------------------------------- add
-def _duration(text: str, config: Config) -> timedelta:
+def _duration(text: str, config: OfflineConfig) -> timedelta:
     try:
         duration = parse_duration(text)
     except ValueError as exc:
@@ -149,7 +149,7 @@ def _duration(text: str, config: Config) -> timedelta:
     return duration
 
 
-def check_selectors(args: argparse.Namespace, config: Config) -> list[str]:
+def check_selectors(args: argparse.Namespace, config: OfflineConfig) -> list[str]:
     """Every problem with what the silence would match (empty: it may be added)."""
     found: list[str] = []
     bad = [u for u in args.uuids if not _UUID.match(u)]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from watchdog.config.model import Config, load_config
+from watchdog.config.model import OfflineConfig, load_offline_config
 from watchdog.durations import parse_relative
 from watchdog.errors import InputError, JobRecordError, UsageError
 from watchdog.jobs import TIMESTAMP_FIELDS, Job, format_timestamp, parse_job
@@ -163,7 +163,7 @@ def _case(raw: Any, index: int, file_now: datetime, rule_names: set[str]) -> Cas
     )
 
 
-def load_cases(path: Path, config: Config) -> list[Case]:
+def load_cases(path: Path, config: OfflineConfig) -> list[Case]:
     """Read a case file.
 
     Raises:
@@ -202,7 +202,7 @@ def load_cases(path: Path, config: Config) -> list[Case]:
     return cases
 
 
-def run_case(case: Case, rules: Sequence[CompiledRule], config: Config) -> CaseResult:
+def run_case(case: Case, rules: Sequence[CompiledRule], config: OfflineConfig) -> CaseResult:
     """Evaluate one case exactly as the daemon would."""
     verdicts = evaluate(case.job, rules, case.now, case.status_since)
     exempt = is_exempt(case.job, config.safety.exempt)
@@ -217,7 +217,7 @@ def _describe(outcome: str, rule: str | None) -> str:
 def cmd_test_rules(args: argparse.Namespace) -> int:
     if not args.config:
         raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
-    config = load_config(Path(args.config))
+    config = load_offline_config(Path(args.config))
     rules = compile_rules(config.rules)
     cases = load_cases(Path(args.cases), config)
     failed = 0
