@@ -312,7 +312,9 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "circuit_closed": ("reason",),
     "tapis_error": ("operation", "http_status", "error", "retry_in_s"),
 }
-SKIP_WHY = frozenset({"exempt", "dry_run", "circuit_open", "already_terminal", "not_authorized"})
+SKIP_WHY = frozenset(
+    {"exempt", "dry_run", "circuit_open", "already_terminal", "not_authorized", "silenced"}
+)
 
 
 def check_event_fields(events: Sequence[Event]) -> None:

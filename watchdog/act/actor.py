@@ -7,8 +7,8 @@ Per poll, `Actor.handle_poll` runs the pipeline with data between the steps:
    queries whatever the number of jobs), or a dry run's view of it (`state.shadow.ShadowStore`);
 3. read the Tapis histories the plan needs (`poll.history`, concurrent, only for jobs whose
    status clock is not kept yet and could matter);
-4. decide (`rules.poll_plan.plan_poll`, pure): matches, warnings, clears, skips, the breaker and
-   the cancels due;
+4. decide (`rules.poll_plan.plan_poll`, pure): matches, warnings, clears, skips (among them the
+   cancels the silences in force spare), the breaker and the cancels due;
 5. apply: the plan's state changes in one transaction, then its events in order, then notes into
    the warned jobs' Tapis histories (`sendEvent`), look-ups of warned jobs that left the listing
    (for their `job_cleared`), and the cancels.
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from watchdog.events import EventLog
     from watchdog.rules.evaluate import CompiledRule
     from watchdog.rules.poll_plan import Cancel, JobEvent, Lookup, PollPlan
+    from watchdog.rules.silence import SpareHint
     from watchdog.state.store import StateStore
     from watchdog.tapis.client import TapisClient
 
@@ -82,6 +83,8 @@ class Actor:
     dry_run: bool = False
     resend_after: float = 60.0
     follow_max_interval: float = 30.0
+    spare: SpareHint | None = None
+    """How grace warnings name the command that lets a job run (set by the daemon)."""
     _follower: CancelFollower = field(init=False, repr=False)
     _shadow: ShadowStore | None = field(init=False, repr=False, default=None)
 
@@ -120,7 +123,11 @@ class Actor:
         wanted = jobs_needing_history(jobs, rules, snapshot, now)
         entered = await fetch_status_entries(self.client, wanted, now) if wanted else {}
         settings = PlanSettings.from_safety(
-            self.safety, dry_run=dry_run, following=frozenset(self._follower.following)
+            self.safety,
+            dry_run=dry_run,
+            following=frozenset(self._follower.following),
+            silences=tuple(self.store.active_silences(now)),
+            spare=self.spare,
         )
         decided = plan_poll(jobs, rules, snapshot, now, settings, entered=entered)
         records.apply(decided.changes)
@@ -170,7 +177,7 @@ class Actor:
         if event.event == "rule_matched":
             self.events.rule_matched(job, rule=rule, reason=reason, dry_run=dry)
         elif event.event == "job_warned":
-            self.events.job_warned(job, rule=rule, reason=reason, dry_run=dry)
+            self.events.job_warned(job, rule=rule, reason=reason, dry_run=dry, **event.fields)
         elif event.event == "job_cleared":
             self.events.job_cleared(job, rule=rule, reason=reason, dry_run=dry)
         else:
@@ -181,12 +188,12 @@ class Actor:
     async def _note_tapis(self, event: JobEvent) -> None:
         """A warning into the job's Tapis history, so its subscribers hear of it."""
         # A failed sendEvent is logged by the client; a warning never blocks a decision.
+        text = f"tapis-watchdog: rule {event.rule}: {event.reason}"
+        command = event.fields.get("spare_command")
+        if command:
+            text += f". To let it run: {command}"
         with contextlib.suppress(TapisError):
-            await self.client.send_event(
-                event.job.uuid,
-                f"tapis-watchdog: rule {event.rule}: {event.reason}",
-                "WATCHDOG_WARNING",
-            )
+            await self.client.send_event(event.job.uuid, text, "WATCHDOG_WARNING")
 
     async def _clear_gone(
         self, lookup: Lookup, records: StateStore | ShadowStore, now: datetime

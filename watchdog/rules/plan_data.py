@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
     from watchdog.config.model import ExemptSettings, SafetySettings
     from watchdog.jobs import Job
+    from watchdog.rules.silence import SpareHint
+    from watchdog.state.schema import Silence
     from watchdog.state.snapshot import Decision, StateChanges
 
 __all__ = ["Cancel", "CircuitEvent", "JobEvent", "Lookup", "PlanSettings", "PollPlan"]
@@ -32,10 +34,20 @@ class PlanSettings:
     dry_run: bool = False
     following: frozenset[str] = frozenset()
     """Jobs whose cancel is being followed now: never cancelled twice."""
+    silences: tuple[Silence, ...] = ()
+    """The silences in force at this poll (`StateStore.active_silences`)."""
+    spare: SpareHint | None = None
+    """How grace warnings write the command that lets the job run (none: not named)."""
 
     @classmethod
     def from_safety(
-        cls, safety: SafetySettings, *, dry_run: bool, following: frozenset[str] = frozenset()
+        cls,
+        safety: SafetySettings,
+        *,
+        dry_run: bool,
+        following: frozenset[str] = frozenset(),
+        silences: tuple[Silence, ...] = (),
+        spare: SpareHint | None = None,
     ) -> PlanSettings:
         return cls(
             exempt=safety.exempt,
@@ -43,6 +55,8 @@ class PlanSettings:
             max_cancels_per_hour=safety.max_cancels_per_hour,
             dry_run=dry_run,
             following=following,
+            silences=silences,
+            spare=spare,
         )
 
 

@@ -40,11 +40,20 @@ from watchdog.rules.plan_data import (
     PlanSettings,
     PollPlan,
 )
+from watchdog.rules.silence import (
+    after_silence,
+    grace_warning,
+    silenced_skip,
+    silences_by_rule,
+)
 from watchdog.state.snapshot import (
-    TRANSIENT_OUTCOMES,
+    SILENCED,
     Decision,
     StateChanges,
     dry_warning_key,
+    is_transient,
+    silence_of,
+    silenced_outcome,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +62,7 @@ if TYPE_CHECKING:
 
     from watchdog.jobs import Job
     from watchdog.rules.evaluate import CompiledRule, Verdict
+    from watchdog.rules.plan import Step
     from watchdog.state.snapshot import StateSnapshot
 
 __all__ = [
@@ -137,6 +147,7 @@ class _Planner:
         matches = 0
         candidates: list[tuple[Job, Verdict]] = []
         shadows: list[tuple[Job, Verdict]] = []
+        spared: list[tuple[Job, Step]] = []
         seen: dict[str, set[str]] = {}
         for job in jobs:
             status_since = None if job.status in CLOCK_IN_RECORD else since.get(job.uuid)
@@ -148,24 +159,17 @@ class _Planner:
                 continue
             first_match = self._record_matches(job, matched)
             exempt = is_exempt(job, self.settings.exempt)
-            for step in plan(matched, first_match, self.now, exempt=exempt).steps:
-                if step.kind == "warn":
-                    self._warn(job, step.verdict, step.verdict.reason)
-                elif step.kind == "grace" and step.grace_until is not None:
-                    reason = (
-                        f"{step.verdict.reason}; cancel at "
-                        f"{step.grace_until:%Y-%m-%dT%H:%M:%SZ} if still violating"
-                    )
-                    self._warn(job, step.verdict, reason)
-                elif step.kind == "shadow":
-                    shadows.append((job, step.verdict))
-                elif step.kind == "cancel":
-                    candidates.append((job, step.verdict))
+            rule_names = [v.rule for v in matched]
+            silenced = silences_by_rule(job, rule_names, self.settings.silences, self.now)
+            decided = plan(matched, first_match, self.now, exempt=exempt, silenced=silenced)
+            self._dispatch(job, decided.steps, candidates, shadows, spared)
         self._clear_stale(
             {job.uuid: job for job in jobs}, seen, {r.name for r in rules if r.dry_run}
         )
         for job, verdict in shadows:
             self._skip_once(job, verdict, "dry_run")
+        for job, step in spared:
+            self._spare(job, step)
         self._act(candidates)
         statuses = {job.uuid: job.status for job in jobs}
         changes = StateChanges(
@@ -189,6 +193,28 @@ class _Planner:
             cancels=tuple(self.cancels),
             matches=matches,
         )
+
+    def _dispatch(
+        self,
+        job: Job,
+        steps: Sequence[Step],
+        candidates: list[tuple[Job, Verdict]],
+        shadows: list[tuple[Job, Verdict]],
+        spared: list[tuple[Job, Step]],
+    ) -> None:
+        """Warn now; sort the rest into cancels, shadows and spared cancels, for after clears."""
+        for step in steps:
+            if step.kind == "warn":
+                self._warn(job, step.verdict, step.verdict.reason)
+            elif step.kind == "grace" and step.grace_until is not None:
+                reason, fields = grace_warning(step, job.uuid, self.settings.spare)
+                self._warn(job, step.verdict, reason, fields)
+            elif step.kind == "shadow":
+                shadows.append((job, step.verdict))
+            elif step.kind == "cancel":
+                candidates.append((job, step.verdict))
+            elif step.kind == "silenced" and step.silence is not None:
+                spared.append((job, step))
 
     # -- matches and warnings ----------------------------------------------------------------------
 
@@ -222,7 +248,9 @@ class _Planner:
                 grace_start[verdict.rule] = decision.warned_at
         return grace_start
 
-    def _warn(self, job: Job, verdict: Verdict, reason: str) -> None:
+    def _warn(
+        self, job: Job, verdict: Verdict, reason: str, fields: Mapping[str, Any] | None = None
+    ) -> None:
         """Warn once per match: `job_warned`, and a note in the job's Tapis history unless dry.
 
         A per-rule dry-run rule's warning is only logged, once per match; it is not the
@@ -238,7 +266,9 @@ class _Planner:
                 return
             self.claims_known.add(claim)
             self.claims.append(claim)
-            self.events.append(JobEvent("job_warned", job, verdict.rule, reason, dry_run=True))
+            self.events.append(
+                JobEvent("job_warned", job, verdict.rule, reason, dry_run=True, fields=fields or {})
+            )
             return
         if decision is not None and decision.warned_at is not None:
             return
@@ -252,7 +282,15 @@ class _Planner:
         self.warned.append(key)
         dry = self.settings.dry_run
         self.events.append(
-            JobEvent("job_warned", job, verdict.rule, reason, dry_run=dry, note_tapis=not dry)
+            JobEvent(
+                "job_warned",
+                job,
+                verdict.rule,
+                reason,
+                dry_run=dry,
+                note_tapis=not dry,
+                fields=fields or {},
+            )
         )
 
     def _clear_stale(
@@ -302,17 +340,20 @@ class _Planner:
         *,
         reason: str | None = None,
         fields: Mapping[str, Any] | None = None,
+        outcome: str | None = None,
     ) -> bool:
-        """A skipped cancel, logged once per outcome. True when it is logged now."""
+        """A skipped cancel, logged once per outcome (`outcome`, by default `why`). True when it
+        is logged now."""
+        outcome = outcome or why
         decision = self.decisions.get((job.uuid, verdict.rule))
-        if decision is not None and decision.outcome == why:
+        if decision is not None and decision.outcome == outcome:
             return False
         if decision is None:
-            decision = Decision(job.uuid, verdict.rule, self.now, None, self.now, None, why)
+            decision = Decision(job.uuid, verdict.rule, self.now, None, self.now, None, outcome)
         else:
-            decision = replace(decision, acted_at=decision.acted_at or self.now, outcome=why)
+            decision = replace(decision, acted_at=decision.acted_at or self.now, outcome=outcome)
         self._set(decision)
-        self.acted.append((job.uuid, verdict.rule, why))
+        self.acted.append((job.uuid, verdict.rule, outcome))
         dry = why == "dry_run" or self.settings.dry_run or verdict.dry_run
         self.events.append(
             JobEvent(
@@ -332,10 +373,18 @@ class _Planner:
         if (
             decision is not None
             and decision.acted_at is not None
-            and decision.outcome not in TRANSIENT_OUTCOMES
+            and not is_transient(decision.outcome)
         ):
             return True
         return job.uuid in self.settings.following
+
+    def _spare(self, job: Job, step: Step) -> None:
+        """A cancel a silence spares: skipped (why: silenced), logged once per silence."""
+        if self._already_done(job, step.verdict) or step.silence is None:
+            return
+        reason, fields = silenced_skip(step)
+        outcome = silenced_outcome(step.silence.id)
+        self._skip_once(job, step.verdict, SILENCED, reason=reason, fields=fields, outcome=outcome)
 
     def _act(self, candidates: Sequence[tuple[Job, Verdict]]) -> None:
         due: list[tuple[Job, Verdict]] = []
@@ -350,7 +399,10 @@ class _Planner:
         dry = self.settings.dry_run
         for job, verdict in due[:allowed]:
             if not dry:
-                self.cancels.append(Cancel(job, verdict.rule, verdict.reason))
+                decision = self.decisions.get((job.uuid, verdict.rule))
+                spared_by = silence_of(decision.outcome if decision is not None else None)
+                reason = after_silence(verdict.reason, spared_by)
+                self.cancels.append(Cancel(job, verdict.rule, reason))
             elif self._skip_once(job, verdict, "dry_run"):
                 self.dry_cancels.append((job.uuid, verdict.rule))
 

@@ -14,17 +14,30 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
 
     from watchdog.jobs import Job
+    from watchdog.rules.plan import Step
     from watchdog.state.schema import Silence
 
-__all__ = ["glob_matches_everything", "silence_for", "silences_by_rule", "spare_command", "spares"]
+__all__ = [
+    "SpareHint",
+    "after_silence",
+    "glob_matches_everything",
+    "grace_warning",
+    "silence_for",
+    "silenced_skip",
+    "silences_by_rule",
+    "spare_command",
+    "spares",
+]
 
 
 @lru_cache(maxsize=256)
@@ -71,15 +84,78 @@ def silences_by_rule(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class SpareHint:
+    """How to write the command that lets a warned job run (`spare_command`).
+
+    `env_prefix` (e.g. `STATE_DIRECTORY=/var/lib/tapis-watchdog `) goes in front when the
+    daemon's state store path comes from its environment, so the command finds the same store.
+    """
+
+    config_path: str
+    duration: str = "2h"
+    env_prefix: str = ""
+
+    def command(self, job_uuid: str) -> str:
+        return spare_command(
+            job_uuid, self.config_path, duration=self.duration, env_prefix=self.env_prefix
+        )
+
+
 def spare_command(
     job_uuid: str, config_path: str, *, duration: str = "2h", env_prefix: str = ""
 ) -> str:
-    """The command a person runs to let the job run: what every grace warning names.
-
-    `env_prefix` (e.g. `STATE_DIRECTORY=/var/lib/tapis-watchdog `) is put in front when the
-    daemon's state store path comes from its environment, so the command finds the same store.
-    """
+    """The command a person runs to let the job run: what every grace warning names."""
     return (
         f"{env_prefix}tapis-watchdog silence add {job_uuid} --for {duration} "
         f'--reason "..." -c {shlex.quote(config_path)}'
     )
+
+
+def _at(at: datetime) -> str:
+    return f"{at:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _who(silence: Silence) -> str:
+    return f"silence {silence.id} (by {silence.created_by}: {silence.reason})"
+
+
+def grace_warning(step: Step, job_uuid: str, hint: SpareHint | None) -> tuple[str, dict[str, Any]]:
+    """The reason and fields of a grace period's `job_warned`: when the cancel comes (after the
+    grace, or after the silence sparing the job if that ends later) and how to spare the job."""
+    cancel_at = step.cancel_at or step.grace_until
+    assert cancel_at is not None
+    # Shown to the second, rounded up: the cancel never comes before the time a warning names.
+    if cancel_at.microsecond:
+        cancel_at = cancel_at.replace(microsecond=0) + timedelta(seconds=1)
+    reason = f"{step.verdict.reason}; cancel at {_at(cancel_at)} if still violating"
+    if step.silence is not None:
+        reason += f"; {_who(step.silence)} spares it until {_at(step.silence.until)}"
+    fields: dict[str, Any] = {"cancel_at": _at(cancel_at)}
+    if hint is not None:
+        fields["spare_command"] = hint.command(job_uuid)
+    return reason, fields
+
+
+def silenced_skip(step: Step) -> tuple[str, dict[str, Any]]:
+    """The reason and fields of the `job_cancel_skipped` (why: silenced) of a spared cancel."""
+    silence = step.silence
+    assert silence is not None
+    reason = (
+        f"{step.verdict.reason}; {_who(silence)} spares it until {_at(silence.until)}, "
+        "then it is cancelled at the next poll if it still violates"
+    )
+    fields = {
+        "silence_id": silence.id,
+        "silenced_by": silence.created_by,
+        "silence_reason": silence.reason,
+        "silenced_until": _at(silence.until),
+    }
+    return reason, fields
+
+
+def after_silence(reason: str, silence_id: str | None) -> str:
+    """A cancel's reason when a silence had spared it until now: said so, with the silence."""
+    if silence_id is None:
+        return reason
+    return f"{reason}; silence {silence_id} spared it and is over"

@@ -16,18 +16,21 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from watchdog import __version__
 from watchdog.act.actor import Actor
+from watchdog.config.fields import compact_duration
 from watchdog.config.model import Config, load_config
 from watchdog.errors import (
     ConfigError,
@@ -41,6 +44,7 @@ from watchdog.events import EventLog, register_secret
 from watchdog.poll.scan import poll_jobs
 from watchdog.redaction import register_basic_credentials
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
+from watchdog.rules.silence import SpareHint
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
 from watchdog.service.notify import Notifier
 from watchdog.service.sdnotify import SystemdNotifier
@@ -52,8 +56,7 @@ from watchdog.state.store import StateStore
 from watchdog.tapis.client import TapisClient
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from pathlib import Path
+    from collections.abc import Callable, Mapping
 
     from anyio.abc import TaskGroup
 
@@ -390,6 +393,7 @@ class Daemon:
         self.rules = rules
         self.actor.safety = config.safety
         self.actor.resend_after = config.safety.resend_after.total_seconds()
+        self.actor.spare = spare_hint(self.config_path, config)
         self.actor.dry_run = self.dry_run
         self.events.dry_run = self.dry_run
         if self.metrics is not None:
@@ -406,6 +410,22 @@ class Daemon:
             self.systemd.ready(self._status_line(what))
         else:
             self.systemd.status(self._status_line(what))
+
+
+def spare_hint(
+    config_path: Path, config: Config, env: Mapping[str, str] | None = None
+) -> SpareHint:
+    """How warnings write `tapis-watchdog silence add ...` so that it works where it is read:
+    the configuration's absolute path, a duration within safety.max_silence, and
+    STATE_DIRECTORY in front when the state store's path comes from it (as under systemd)."""
+    environ = os.environ if env is None else env
+    limit = config.safety.max_silence
+    duration = "2h" if limit >= timedelta(hours=2) else compact_duration(limit)
+    state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    prefix = ""
+    if state_dir and Path(config.state.path) == Path(state_dir) / "state.db":
+        prefix = f"STATE_DIRECTORY={shlex.quote(state_dir)} "
+    return SpareHint(str(Path(config_path).absolute()), duration=duration, env_prefix=prefix)
 
 
 def _ignore_failure(_event: str, _error: str) -> None:
@@ -478,6 +498,7 @@ def build_daemon(
         safety=config.safety,
         dry_run=dry,
         resend_after=config.safety.resend_after.total_seconds(),
+        spare=spare_hint(config_path, config),
     )
     daemon = Daemon(
         config_path=config_path,

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 from watchdog.state.snapshot import (
     RECONSIDER,
-    TRANSIENT_OUTCOMES,
     Decision,
     StateChanges,
     StateSnapshot,
+    is_transient,
 )
 
 if TYPE_CHECKING:
@@ -75,6 +75,6 @@ class ShadowStore:
 
 
 def _reconsidered(decision: Decision) -> Decision:
-    if decision.outcome in TRANSIENT_OUTCOMES:
+    if is_transient(decision.outcome):
         return replace(decision, outcome=RECONSIDER)
     return decision

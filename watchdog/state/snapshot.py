@@ -9,7 +9,8 @@ Outcomes of a (job, rule) decision: `requested`, `cancelled`, `unconfirmed`, `fa
 `already_terminal`, `not_authorized` are final (the rule never acts on the job again); the ones in
 `TRANSIENT_OUTCOMES` are a state of the configuration or of Tapis (dry run, an open breaker, an
 exemption, Tapis unavailable when the cancel was sent, or `reconsider`: a dry run's view of any of
-these), after which the rule may still act.
+these), after which the rule may still act; so is `silenced:<id>`, a cancel a silence spared
+(`is_transient` says which).
 """
 
 from __future__ import annotations
@@ -25,17 +26,41 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RECONSIDER",
+    "SILENCED",
     "TRANSIENT_OUTCOMES",
     "UNAVAILABLE",
     "Decision",
     "StateChanges",
     "StateSnapshot",
     "dry_warning_key",
+    "is_transient",
+    "silence_of",
+    "silenced_outcome",
 ]
 
 UNAVAILABLE = "unavailable"
 RECONSIDER = "reconsider"
 TRANSIENT_OUTCOMES = frozenset({"dry_run", "circuit_open", "exempt", UNAVAILABLE, RECONSIDER})
+SILENCED = "silenced"
+"""A silence spared the cancel: stored as `silenced:<silence id>`, transient like the others."""
+
+
+def silenced_outcome(silence_id: str) -> str:
+    """The outcome of a cancel spared by this silence (so each silence is logged once)."""
+    return f"{SILENCED}:{silence_id}"
+
+
+def silence_of(outcome: str | None) -> str | None:
+    """The id of the silence that last spared the cancel, from its outcome, or None."""
+    if outcome is None or not outcome.startswith(f"{SILENCED}:"):
+        return None
+    return outcome.partition(":")[2]
+
+
+def is_transient(outcome: str | None) -> bool:
+    """True for an outcome after which the rule may still act (see the module docstring)."""
+    return outcome in TRANSIENT_OUTCOMES or silence_of(outcome) is not None
+
 
 Key = tuple[str, str]
 """(job uuid, rule name)."""
