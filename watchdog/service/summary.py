@@ -21,7 +21,7 @@ from watchdog.state.schema import to_db
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from watchdog.config.model import Config
+    from watchdog.config.model import OfflineConfig
     from watchdog.rules.evaluate import CompiledRule
     from watchdog.service.snapshot import LiveState
     from watchdog.state.reader import StateReader
@@ -336,7 +336,7 @@ def _timeline(reader: StateReader, now: datetime) -> tuple[TimelineHour, ...]:
 
 def build_summary(
     reader: StateReader,
-    config: Config,
+    config: OfflineConfig,
     rules: Sequence[CompiledRule],
     *,
     now: datetime,

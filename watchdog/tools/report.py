@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from watchdog.config.model import load_config
+from watchdog.config.model import load_offline_config
 from watchdog.durations import parse_duration
-from watchdog.errors import ConfigError
+from watchdog.errors import UsageError
 from watchdog.rules.evaluate import compile_rules
 from watchdog.service.render import FORMATS, Format, render_summary
 from watchdog.service.summary import build_summary
@@ -25,14 +25,15 @@ if TYPE_CHECKING:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if not args.config:
-        raise ConfigError(["no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG"])
-    config = load_config(Path(args.config))
+        raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
     try:
         since = parse_duration(args.since)
     except ValueError as exc:
-        raise ConfigError([f"--since: {exc}"]) from exc
+        raise UsageError(f"--since: {exc}") from exc
     if args.format not in FORMATS:
-        raise ConfigError([f"--format: expected one of {', '.join(FORMATS)}, got {args.format!r}"])
+        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {args.format!r}")
+    # No Tapis call: the identity need not resolve here (no credentials needed).
+    config = load_offline_config(Path(args.config))
     rules = compile_rules(config.rules)
     with StateReader.open(config.state.path) as reader:
         summary = build_summary(reader, config, rules, now=datetime.now(UTC), since=since)
