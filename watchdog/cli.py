@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("uuid", metavar="UUID", help="the job to cancel")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(handler="watchdog.tools.commands:cmd_cancel")
+    p.set_defaults(handler="watchdog.tools.cancel:cmd_cancel")
 
     p = sub.add_parser(
         "history",
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--since", default="24h", metavar="DURATION", help="how far back (default 24h)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(handler="watchdog.tools.commands:cmd_history")
+    p.set_defaults(handler="watchdog.tools.history:cmd_history")
 
     _add_silence(sub)
 

@@ -128,7 +128,7 @@ class EventLog:
         event: str,
         job: JobLike,
         *,
-        rule: str,
+        rule: str | None,
         reason: str,
         dry_run: bool | None,
         **fields: Any,
@@ -258,7 +258,13 @@ class EventLog:
         self._job("info", "job_cleared", job, rule=rule, reason=reason, dry_run=dry_run, **extra)
 
     def job_cancel_requested(
-        self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
+        self,
+        job: JobLike,
+        *,
+        rule: str | None,
+        reason: str,
+        dry_run: bool | None = None,
+        **extra: Any,
     ) -> None:
         self._job(
             "info", "job_cancel_requested", job, rule=rule, reason=reason, dry_run=dry_run, **extra
@@ -268,7 +274,7 @@ class EventLog:
         self,
         job: JobLike,
         *,
-        rule: str,
+        rule: str | None,
         reason: str,
         why: str,
         dry_run: bool | None = None,
@@ -283,7 +289,7 @@ class EventLog:
         self,
         job: JobLike,
         *,
-        rule: str,
+        rule: str | None,
         reason: str,
         final_status: str,
         latency_s: float,
@@ -294,7 +300,13 @@ class EventLog:
         self._job("info", "job_cancelled", job, rule=rule, reason=reason, dry_run=dry_run, **fields)
 
     def job_cancel_unconfirmed(
-        self, job: JobLike, *, rule: str, reason: str, dry_run: bool | None = None, **extra: Any
+        self,
+        job: JobLike,
+        *,
+        rule: str | None,
+        reason: str,
+        dry_run: bool | None = None,
+        **extra: Any,
     ) -> None:
         self._job(
             "warning",
@@ -310,7 +322,7 @@ class EventLog:
         self,
         job: JobLike,
         *,
-        rule: str,
+        rule: str | None,
         reason: str,
         http_status: int | None,
         error: str | BaseException,

@@ -1,4 +1,4 @@
-"""The subcommands run, check, explain, cancel and history (sim, demo, test-rules live apart)."""
+"""The subcommands run, check and explain (cancel, history, sim, demo, test-rules live apart)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 from watchdog.config.model import Config, OfflineConfig, load_config, load_offline_config
-from watchdog.durations import format_duration, parse_duration
+from watchdog.durations import format_duration
 from watchdog.errors import (
     EXIT_FAILURE,
     EXIT_LOOKUP,
@@ -20,12 +20,10 @@ from watchdog.errors import (
     JobNotAuthorizedError,
     JobNotFoundError,
     JobRecordError,
-    JobTerminalError,
-    StateError,
     TapisError,
     UsageError,
 )
-from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job, status_entered_from_history
+from watchdog.jobs import Job, parse_job, status_entered_from_history
 from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule, evaluate
 from watchdog.rules.plan import is_exempt, plan
 from watchdog.rules.silence import silences_by_rule
@@ -37,8 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from watchdog.state.schema import Silence
-
-FOLLOW_INTERVAL_S = 2.0
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -251,133 +247,3 @@ async def _explain_remote(
     finally:
         await client.aclose()
     return code
-
-
-# ---------------------------------------------------------------------- cancel
-def _stdin_is_terminal() -> bool:
-    stdin = sys.stdin
-    if stdin is None:  # started with stdin closed (`<&-`)
-        return False
-    try:
-        return stdin.isatty()
-    except (OSError, ValueError):  # closed or detached
-        return False
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    path = _config_path(args)
-    # Before Tapis is asked anything: no one could answer the confirmation.
-    if not args.yes and not _stdin_is_terminal():
-        raise UsageError("stdin is not a terminal, so no one can confirm: pass --yes")
-    config = load_config(path)
-    code: int = anyio.run(_cancel, config, args.uuid, args.yes)
-    return code
-
-
-async def _cancel(  # noqa: PLR0911 - the seed's flow, one exit per outcome
-    config: Config, uuid: str, yes: bool
-) -> int:
-    from watchdog.tapis.client import TapisClient  # noqa: PLC0415
-
-    client = TapisClient(config.tapis)
-    try:
-        await client.login()
-        try:
-            job = parse_job(await client.get_job(uuid))
-        except JobNotFoundError:
-            _out(f"job {uuid}: Tapis does not know this job", sys.stderr)
-            return EXIT_LOOKUP
-        except JobNotAuthorizedError as exc:
-            _out(f"job {uuid}: not visible to this identity: {exc.detail}", sys.stderr)
-            return EXIT_LOOKUP
-        if job.status in TERMINAL_STATUSES:
-            _out(f"job {uuid} is already {job.status}: nothing to cancel", sys.stderr)
-            return 1
-        _out(f"job {uuid} ({job.name}) owner {job.owner} app {job.app_id} is {job.status}")
-        if not yes and not await _confirmed():
-            _out("not cancelled")
-            return EXIT_FAILURE
-        try:
-            await client.cancel_job(uuid)
-        except JobTerminalError:
-            _out(f"job {uuid} reached a terminal status before the cancel", sys.stderr)
-            return 1
-        except JobNotAuthorizedError as exc:
-            _out(f"job {uuid}: not allowed to cancel it: {exc.detail}", sys.stderr)
-            return 1
-        started = datetime.now(UTC)
-        _out("cancel accepted; following the job until it is terminal")
-        deadline = config.safety.verify_timeout.total_seconds()
-        with anyio.move_on_after(deadline):
-            while True:
-                try:
-                    status: str = await client.get_status(uuid)
-                except TapisError as exc:
-                    _out(f"  status check failed: {exc}")
-                    status = "?"
-                if status in TERMINAL_STATUSES:
-                    took = format_duration(datetime.now(UTC) - started)
-                    _out(f"job {uuid} is {status} ({took} after the cancel)")
-                    return 0 if status == "CANCELLED" else 1
-                _out(f"  still {status}")
-                await anyio.sleep(FOLLOW_INTERVAL_S)
-        _out(
-            f"job {uuid} not terminal {format_duration(config.safety.verify_timeout)} "
-            "after the cancel",
-            sys.stderr,
-        )
-        return 1
-    finally:
-        await client.aclose()
-
-
-async def _confirmed() -> bool:
-    try:
-        answer = await anyio.to_thread.run_sync(input, "cancel it? [y/N] ")
-    except EOFError:  # the terminal went away before an answer
-        _out()
-        return False
-    return answer.strip().lower() in {"y", "yes"}
-
-
-# ---------------------------------------------------------------------- history
-def cmd_history(args: argparse.Namespace) -> int:
-    from watchdog.state.store import StateStore  # noqa: PLC0415
-
-    path = _config_path(args)
-    try:
-        since = datetime.now(UTC) - parse_duration(args.since)
-    except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from exc
-    config = load_offline_config(path)
-    if not Path(config.state.path).exists():
-        # Opening would create an empty store, in a place the daemon may not own.
-        raise StateError(
-            f"no state store at {config.state.path}: the daemon has not run with this "
-            "configuration here (state.path)"
-        )
-    store = StateStore.open(config.state.path)
-    try:
-        events = store.events_since(since)
-    finally:
-        store.close()
-    for event in events:
-        if args.json:
-            _out(json.dumps(event, sort_keys=True, default=str))
-            continue
-        job = event.get("job_uuid")
-        parts = [str(event.get("timestamp", "")), f"{event.get('event', ''):<24}"]
-        if job:
-            parts.append(f"{job} rule={event.get('rule', '-')}")
-        parts.extend(
-            f"{key}={event[key]}"
-            for key in (
-                *("silence_id", "matches", "by", "expires_at", "ended_by"),
-                *("why", "final_status", "reason", "error"),
-            )
-            if event.get(key) not in (None, "")
-        )
-        _out("  ".join(parts))
-    if not args.json:
-        _out(f"{len(events)} events since {since:%Y-%m-%dT%H:%M:%SZ}")
-    return 0
