@@ -205,7 +205,7 @@ def test_history_shows_the_audit_trail_of_a_run(
 
     assert main(["history", "-c", str(t.config_path), "--since", "1h"]) == 0
     text = capsys.readouterr().out
-    assert f"{over} rule=long-run" in text
+    assert f"{over} (over) rule=long-run" in text
     assert "final_status=CANCELLED" in text
     assert f"{len(events)} events since" in text
 
