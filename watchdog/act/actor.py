@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from watchdog.act.attempts import send_cancel
 from watchdog.act.verify import CancelFollower
 from watchdog.errors import (
     JobNotAuthorizedError,
@@ -222,36 +223,53 @@ class Actor:
     async def _cancel(  # noqa: PLR0911 - one exit per outcome of the seed's flow
         self, cand: Cancel, followers: TaskGroup
     ) -> bool:
-        """Fresh status check, then cancelJob. True when the cancel was sent."""
+        """Fresh status check, then cancelJob (see `act.attempts`). True when it was sent."""
         job = cand.job
         now = datetime.now(UTC)
         cancel_id = self.store.begin_cancel(job.uuid, cand.rule, now)
         try:
             status = await self.client.get_status(job.uuid)
-            if status in TERMINAL_STATUSES:
-                terminal = JobTerminalError("getJobStatus", f"job is {status}", job_uuid=job.uuid)
-                self._refused(cancel_id, cand, "already_terminal", terminal)
-                return False
-            await self.client.cancel_job(job.uuid)
-        except JobTerminalError as exc:
-            self._refused(cancel_id, cand, "already_terminal", exc)
-            return False
         except JobNotAuthorizedError as exc:
             self._refused(cancel_id, cand, "not_authorized", exc)
             return False
         except TapisUnavailableError as exc:
-            if not exc.maybe_received:
-                return self._cancel_failed(cancel_id, cand, exc)
-            # No usable answer, but Tapis may have queued the cancel: follow the job as if it
-            # was sent. Following re-sends it once if the job is still active after
-            # resend_after, which is the one re-send a cancel ever gets.
-            lost = f"{cand.reason}; the answer to the cancel was lost ({exc.detail})"
-            self._follower.sent(followers, cancel_id, job, cand.rule, lost)
-            return True
+            # Nothing was sent, so nothing is logged as requested: the next poll checks afresh.
+            self._status_unknown(cancel_id, cand, exc)
+            return False
         except TapisError as exc:
             return self._cancel_failed(cancel_id, cand, exc)
-        self._follower.sent(followers, cancel_id, job, cand.rule, cand.reason)
-        return True
+        if status in TERMINAL_STATUSES:
+            terminal = JobTerminalError("getJobStatus", f"job is {status}", job_uuid=job.uuid)
+            self._refused(cancel_id, cand, "already_terminal", terminal)
+            return False
+        sent = await send_cancel(self.client, self.store, cancel_id, job.uuid, cand.rule)
+        if sent.attempt is not None and sent.maybe_received:
+            reason = cand.reason
+            if sent.error is not None:
+                # No usable answer, but Tapis may have queued the cancel: follow the job as if
+                # it was sent; the one re-send comes resend_after after this attempt.
+                reason = f"{reason}; the answer to the cancel was lost ({sent.error.detail})"
+            self._follower.sent(followers, cancel_id, job, cand.rule, reason, attempt=sent.attempt)
+            return True
+        if isinstance(sent.error, JobTerminalError):
+            self._refused(cancel_id, cand, "already_terminal", sent.error)
+        elif isinstance(sent.error, JobNotAuthorizedError):
+            self._refused(cancel_id, cand, "not_authorized", sent.error)
+        elif sent.error is not None:
+            # Provably never sent (retried next poll), or refused for good.
+            return self._cancel_failed(cancel_id, cand, sent.error)
+        else:
+            # Two requests already went out for this decision: a third is never sent.
+            self.store.finish_cancel(cancel_id, "limit", datetime.now(UTC))
+            self.store.record_acted(job.uuid, cand.rule, datetime.now(UTC), "requested")
+        return False
+
+    def _status_unknown(self, cancel_id: int, cand: Cancel, exc: TapisError) -> None:
+        """The fresh status check failed (logged by the client as tapis_error): the cancel ends
+        unsent, and the decision stays open for the next poll."""
+        at = datetime.now(UTC)
+        self.store.finish_cancel(cancel_id, UNAVAILABLE, at, detail=f"status check: {exc}")
+        self.store.record_acted(cand.job.uuid, cand.rule, at, UNAVAILABLE)
 
     def _cancel_failed(self, cancel_id: int, cand: Cancel, exc: TapisError) -> bool:
         """A cancel Tapis did not take. Unavailable: the next poll checks the status afresh and

@@ -17,28 +17,25 @@ when it uses them, never from copies, so what a reload sets on the actor applies
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from watchdog.act.attempts import LIMIT, CancelPlan, send_cancel
 from watchdog.durations import format_duration
-from watchdog.errors import (
-    JobNotFoundError,
-    JobTerminalError,
-    TapisError,
-    TapisUnavailableError,
-)
+from watchdog.errors import JobNotFoundError, TapisError, TapisUnavailableError
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job
+from watchdog.state.attempts import NEVER_SENT
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from watchdog.config.model import SafetySettings
     from watchdog.events import EventLog
+    from watchdog.state.attempts import Attempt
     from watchdog.state.store import StateStore
     from watchdog.tapis.client import TapisClient
 
@@ -64,70 +61,69 @@ class CancelFollower:
     policy: FollowPolicy
     following: set[str] = field(default_factory=set)
 
-    def sent(self, followers: TaskGroup, cancel_id: int, job: Job, rule: str, reason: str) -> None:
-        """A first cancel reached Tapis (or may have): record it, log it, start following it."""
-        sent_at = self._record_sent(cancel_id, job.uuid, rule)
-        self.events.job_cancel_requested(job, rule=rule, reason=reason, dry_run=False)
-        self.following.add(job.uuid)
-        followers.start_soon(self.follow, cancel_id, job, rule, reason, sent_at)
-
-    async def follow(  # noqa: C901 - one loop: status, confirm, deadline, one re-send
+    def sent(
         self,
+        followers: TaskGroup,
         cancel_id: int,
         job: Job,
         rule: str,
         reason: str,
-        sent_at: datetime,
         *,
-        maybe_unsent: bool = False,
+        attempt: Attempt,
     ) -> None:
+        """A first cancel reached Tapis (or may have): record it, log it, start following it."""
+        self._record_sent(cancel_id, job.uuid, rule, attempt.written_at)
+        self.events.job_cancel_requested(job, rule=rule, reason=reason, dry_run=False)
+        self.following.add(job.uuid)
+        followers.start_soon(self.follow, cancel_id, job, rule, reason)
+
+    def _plan(self, cancel_id: int, job_uuid: str, rule: str) -> CancelPlan:
+        """This cancel's first send, with the requests of every cancel of the (job, rule)."""
+        chain = self.store.attempts_for(job_uuid, rule)
+        own = CancelPlan.of([a for a in chain if a.cancel_id == cancel_id])
+        record = self.store.cancel_for(job_uuid, rule)
+        if own.first_sent_at is None and record is not None and record.id == cancel_id:
+            own = CancelPlan.of([], legacy_sent_at=record.sent_at)
+        requests = max(own.requests, CancelPlan.of(chain).requests)
+        return CancelPlan(first_sent_at=own.first_sent_at, requests=requests)
+
+    async def follow(self, cancel_id: int, job: Job, rule: str, reason: str) -> None:
         """Follow a cancelled job until it is terminal or `verify_timeout` passes.
 
-        `maybe_unsent`: the cancel was recorded as an intent but the daemon stopped before it
-        recorded sending it; if the job is still active, the cancel is sent (again) at once, and
-        `verify_timeout` counts from then.
+        Everything is read from the cancel's attempts in the store, so a restarted daemon does
+        what the one that sent the cancel would have: time counts from the first attempt that
+        may have reached Tapis, the one re-send goes out `resend_after` after it, and a cancel
+        recorded only as an intent (or whose every attempt provably never left) is sent now,
+        after a fresh status check, with `verify_timeout` counting from the start of following.
         """
-        if maybe_unsent:
-            sent = await self._send_intent(cancel_id, job, rule, reason)
-            if sent is not None:
-                sent_at, maybe_unsent = sent, False
-        start = time.monotonic()
-        # An intent that may never have gone out has not been waiting for Tapis: its time
-        # to be confirmed starts now, not when the stopped daemon wrote it.
-        elapsed_before = (
-            0.0 if maybe_unsent else max(0.0, (datetime.now(UTC) - sent_at).total_seconds())
-        )
-        resend_after = self.policy.resend_after
-        verify_timeout = self.policy.safety.verify_timeout.total_seconds()
-        deadline = start + max(0.0, verify_timeout - elapsed_before)
-        resend_at = start if maybe_unsent else start + max(0.0, resend_after - elapsed_before)
-        resent = not maybe_unsent and elapsed_before >= resend_after
+        started = datetime.now(UTC)
+        plan = self._plan(cancel_id, job.uuid, rule)
         wait = 0.5
         status: str | None = None
         try:
             while True:
-                try:
-                    status = await self.client.get_status(job.uuid)
-                except JobNotFoundError:
-                    status = None
-                except TapisUnavailableError:
-                    status = None  # keep following: Tapis may be back before the deadline
+                if plan.first_sent_at is None:
+                    await self._send_intent(cancel_id, job, rule, reason)
+                    plan = self._plan(cancel_id, job.uuid, rule)
+                status = await self._status(job.uuid)
                 if status in TERMINAL_STATUSES:
+                    sent_at = plan.first_sent_at or started
                     self._confirmed(cancel_id, job, rule, reason, sent_at=sent_at, status=status)
                     return
-                mono = time.monotonic()
-                if mono >= deadline:
+                now = datetime.now(UTC)
+                deadline = (plan.first_sent_at or started) + self.policy.safety.verify_timeout
+                if now >= deadline:
                     break
-                if not resent and mono >= resend_at and status is not None:
-                    resent = True
+                due = plan.resend_due(self.policy.resend_after)
+                if due is not None and now >= due and status is not None:
                     wait = 0.5  # a re-sent cancel lands like a first one: look again soon
-                    if not await self._resend(cancel_id, job, rule, reason, status):
-                        continue  # ended meanwhile: the next status check confirms it
-                mono = time.monotonic()
-                next_check = min(mono + wait, deadline)
-                if not resent:
-                    next_check = min(next_check, resend_at)
-                await anyio.sleep(max(0.0, next_check - mono))
+                    if await self._resend(cancel_id, job, rule, reason, status):
+                        plan = self._plan(cancel_id, job.uuid, rule)
+                    continue
+                next_check = min(now + timedelta(seconds=wait), deadline)
+                if due is not None:
+                    next_check = min(next_check, max(due, now))
+                await anyio.sleep(max(0.0, (next_check - now).total_seconds()))
                 wait = min(wait * 2, self.policy.follow_max_interval)
             self.store.finish_cancel(
                 cancel_id, "unconfirmed", datetime.now(UTC), final_status=status
@@ -142,6 +138,13 @@ class CancelFollower:
         finally:
             self.following.discard(job.uuid)
 
+    async def _status(self, job_uuid: str) -> str | None:
+        """The job's status, or None when Tapis cannot say now (keep following)."""
+        try:
+            return await self.client.get_status(job_uuid)
+        except (JobNotFoundError, TapisUnavailableError):
+            return None
+
     def _confirmed(
         self,
         cancel_id: int,
@@ -153,7 +156,7 @@ class CancelFollower:
         status: str,
     ) -> None:
         at = datetime.now(UTC)
-        latency = (at - sent_at).total_seconds()
+        latency = max(0.0, (at - sent_at).total_seconds())
         self.store.finish_cancel(cancel_id, "cancelled", at, final_status=status, latency_s=latency)
         self.events.job_cancelled(
             _with_status(job, status),
@@ -165,50 +168,49 @@ class CancelFollower:
         )
 
     async def _resend(self, cancel_id: int, job: Job, rule: str, reason: str, status: str) -> bool:
-        """Send the cancel once more. False when Tapis says the job has ended meanwhile."""
-        try:
-            await self.client.cancel_job(job.uuid)
-        except JobTerminalError:
-            return False
-        except TapisError:
-            return True  # logged by the client; keep following
-        self._record_sent(cancel_id, job.uuid, rule)
+        """Send the cancel once more. True when this used up the re-send (or it is gone)."""
+        outcome = await send_cancel(self.client, self.store, cancel_id, job.uuid, rule)
+        if outcome.answer == LIMIT:
+            return True
+        if not outcome.maybe_received or outcome.attempt is None:
+            # Refused, terminal (the next status check confirms it), or provably never sent:
+            # only the last may be sent again, and then the plan still says so.
+            return outcome.answer != NEVER_SENT
+        lost = "" if outcome.error is None else f" (the answer was lost: {outcome.error.detail})"
         self.events.job_cancel_requested(
             _with_status(job, status),
             rule=rule,
-            reason=f"{reason}; still {status}, cancel sent again",
+            reason=f"{reason}; still {status}, cancel sent again{lost}",
             dry_run=False,
             attempt=2,
         )
         return True
 
-    async def _send_intent(
-        self, cancel_id: int, job: Job, rule: str, reason: str
-    ) -> datetime | None:
+    async def _send_intent(self, cancel_id: int, job: Job, rule: str, reason: str) -> None:
         """Send a cancel recorded only as an intent, after a fresh status check.
 
-        Returns when it was sent, or None when it was not: the job is terminal, or Tapis could
-        not say or refused (the follow loop then looks again, and tries once more).
+        Sends nothing when the job is terminal or its status cannot be read now (the follow loop
+        looks again and tries once more).
         """
         try:
             status = await self.client.get_status(job.uuid)
-            if status in TERMINAL_STATUSES:
-                return None
-            await self.client.cancel_job(job.uuid)
         except TapisError:
-            return None  # logged by the client
-        sent_at = self._record_sent(cancel_id, job.uuid, rule)
+            return  # logged by the client
+        if status in TERMINAL_STATUSES:
+            return
+        outcome = await send_cancel(self.client, self.store, cancel_id, job.uuid, rule)
+        if not outcome.maybe_received or outcome.attempt is None:
+            return
+        self._record_sent(cancel_id, job.uuid, rule, outcome.attempt.written_at)
+        lost = "" if outcome.error is None else f" (the answer was lost: {outcome.error.detail})"
         self.events.job_cancel_requested(
-            _with_status(job, status), rule=rule, reason=f"{reason}; sent now", dry_run=False
+            _with_status(job, status), rule=rule, reason=f"{reason}; sent now{lost}", dry_run=False
         )
-        return sent_at
 
-    def _record_sent(self, cancel_id: int, job_uuid: str, rule: str) -> datetime:
-        """The cancel reached Tapis: the intent is sent and the (job, rule) decision is acted."""
-        at = datetime.now(UTC)
+    def _record_sent(self, cancel_id: int, job_uuid: str, rule: str, at: datetime) -> None:
+        """The cancel (may have) reached Tapis: the intent is sent and the decision is acted."""
         self.store.mark_cancel_sent(cancel_id, at)
         self.store.record_acted(job_uuid, rule, at, "requested")
-        return at
 
     async def resume_pending(self, followers: TaskGroup) -> None:
         """After a restart: follow cancels that were sent (or may have been) but not confirmed."""
@@ -216,31 +218,21 @@ class CancelFollower:
             job = await self._job_for(record.job_uuid)
             if job is None:
                 continue
+            plan = self._plan(record.id, record.job_uuid, record.rule)
             decision = self.store.decision(record.job_uuid, record.rule)
             reason = (
                 "cancel sent before a restart"
-                if record.sent_at is not None
+                if plan.first_sent_at is not None
                 else "cancel decided before a restart"
             )
             if decision is not None and decision.outcome:
                 reason = f"{reason} ({decision.outcome})"
-            if record.sent_at is not None and (decision is None or decision.acted_at is None):
-                # Stopped between recording the send and the decision: close the decision, so
-                # the rule never sends this job a second cancel.
-                self.store.record_acted(record.job_uuid, record.rule, record.sent_at, "requested")
-            sent_at = record.sent_at or record.begun_at
+            if plan.first_sent_at is not None and (decision is None or decision.acted_at is None):
+                # Stopped between sending and recording the send: close the decision (and the
+                # intent) as of the attempt, so the rule never starts a second cancel for it.
+                self._record_sent(record.id, record.job_uuid, record.rule, plan.first_sent_at)
             self.following.add(job.uuid)
-            followers.start_soon(
-                partial(
-                    self.follow,
-                    record.id,
-                    job,
-                    record.rule,
-                    reason,
-                    sent_at,
-                    maybe_unsent=record.sent_at is None,
-                )
-            )
+            followers.start_soon(partial(self.follow, record.id, job, record.rule, reason))
 
     async def _job_for(self, job_uuid: str) -> Job | None:
         try:

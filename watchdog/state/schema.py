@@ -102,12 +102,34 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX silences_expires ON silences (expires_at);
     """,
+    # Each cancelJob request of a cancel, written before it is sent (see state/attempts.py).
+    """
+    CREATE TABLE cancel_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        cancel_id INTEGER NOT NULL REFERENCES cancels (id) ON DELETE CASCADE,
+        job_uuid TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        written_at INTEGER NOT NULL,
+        answered_at INTEGER,
+        answer TEXT,
+        detail TEXT
+    );
+    CREATE INDEX cancel_attempts_job_rule ON cancel_attempts (job_uuid, rule);
+    CREATE INDEX cancel_attempts_cancel ON cancel_attempts (cancel_id);
+    """,
 )
 
 PENDING = "pending"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-JOB_TABLES = ("status_clocks", "decisions", "cancels", "notifications", "jobs")
+JOB_TABLES = (
+    "status_clocks",
+    "decisions",
+    "cancel_attempts",
+    "cancels",
+    "notifications",
+    "jobs",
+)
 
 
 def to_db(at: datetime) -> int:

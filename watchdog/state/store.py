@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from watchdog.errors import StateError
-from watchdog.state import batch
+from watchdog.state import attempts, batch
 from watchdog.state.database import Database
 from watchdog.state.schema import (
     JOB_TABLES,
@@ -42,6 +42,7 @@ from watchdog.state.silences import SilenceTable
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from watchdog.state.attempts import Attempt
     from watchdog.state.snapshot import StateChanges, StateSnapshot
 
 HOUR = timedelta(hours=1)
@@ -272,6 +273,33 @@ class StateStore(Database, SilenceTable):
             if row is None:
                 raise StateError(f"state store {self.path}: no cancel with id {cancel_id}")
             self._touch(conn, row[0], ts)
+
+    def begin_attempt(self, cancel_id: int, at: datetime) -> Attempt:
+        """Write (durably) one cancel request of `cancel_id`, before it is sent.
+
+        Raises:
+            StateError: no cancel has this id.
+        """
+        with self._write(durable=True) as conn:
+            try:
+                return attempts.begin(conn, cancel_id, to_db(at))
+            except LookupError as exc:
+                raise StateError(f"state store {self.path}: {exc}") from None
+
+    def answer_attempt(
+        self, attempt_id: int, answer: str, at: datetime, detail: str | None = None
+    ) -> None:
+        """Record what came back for an attempt (see `state.attempts` for the answers)."""
+        with self._write(durable=True) as conn:
+            attempts.answer(conn, attempt_id, answer, to_db(at), detail)
+
+    def attempts_for(self, job_uuid: str, rule: str) -> list[Attempt]:
+        """Every cancel request written for (job, rule), oldest first."""
+        rows = self._query(
+            "SELECT * FROM cancel_attempts WHERE job_uuid = ? AND rule = ? ORDER BY id",
+            (job_uuid, rule),
+        )
+        return [attempts.Attempt.from_row(r) for r in rows]
 
     def pending_cancels(self) -> list[CancelRecord]:
         """Cancels begun and not finished (intent only, or sent), oldest first."""
