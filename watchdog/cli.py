@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_config(p)
-    p.add_argument("--dry-run", action="store_true", help="decide and log, cancel nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and log as a real run would; cancel nothing, keep no decision",
+    )
     p.add_argument(
         "--once",
         action="store_true",
