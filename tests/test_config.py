@@ -198,7 +198,22 @@ ERROR_CASES = [
         [{"url": "ntfy://topic", "events": ["job_exploded"]}],
         'notify[0].events[0]: unknown event "job_exploded"',
     ),
-    ("notify", [{"url": "ntfy://topic"}], "notify[0].events: is required"),
+    ("notify", [{"url": "ntfy://topic"}], "notify[0].events: give events, a digest, or both"),
+    (
+        "notify",
+        [{"url": "ntfy://t", "digest": "7h30"}],
+        'notify[0].digest: expected a local time like "07:30", got "7h30"',
+    ),
+    (
+        "notify",
+        [{"url": "ntfy://t", "digest": "07:30", "timezone": "Mars/Base"}],
+        'notify[0].timezone: expected a time zone like "America/Chicago", got "Mars/Base"',
+    ),
+    (
+        "notify",
+        [{"url": "ntfy://t", "events": ["job_cancelled"], "skip_empty": True}],
+        "notify[0].digest: timezone and skip_empty apply to a digest: add digest",
+    ),
     (
         "rules.0.name",
         "bad name",

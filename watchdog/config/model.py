@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
+from datetime import time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -81,6 +82,7 @@ EVENTS: tuple[str, ...] = (
     "silence_expired",
 )
 LIST_TYPES: tuple[str, ...] = ("MY_JOBS", "SHARED_JOBS", "ALL_JOBS")
+_DIGEST = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://\S")
 
 
@@ -216,11 +218,58 @@ class MetricsSettings(StrictModel):
 
 
 class NotifyTarget(StrictModel):
-    """One Apprise URL and the events sent to it. The URL is a secret: print `display_url`."""
+    """One Apprise URL, the events sent to it, and its daily digest. The URL is a secret: print
+    `display_url`.
+
+    `digest: "07:30"` sends the report of the last 24 hours once a day at that local time
+    (`timezone`, an IANA name, else the machine's); `skip_empty` skips a day with nothing to say.
+    A target needs `events`, a `digest`, or both.
+    """
 
     url: SecretStr
     url_file: str | None = None
-    events: tuple[str, ...]
+    events: tuple[str, ...] = ()
+    digest: time | None = None
+    timezone: str | None = None
+    skip_empty: Flag = False
+
+    @field_validator("digest", mode="before")
+    @classmethod
+    def _check_digest(cls, value: Any) -> time | None:
+        if value is None:
+            return None
+        # YAML 1.1 reads an unquoted 07:30 as the sexagesimal number 450: take it back.
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            return time(value // 60, value % 60)
+        match = _DIGEST.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise problem(f'expected a local time like "07:30", got {show(value)}')
+        return time(int(match.group(1)), int(match.group(2)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            expected = f'expected a time zone like "America/Chicago", got {show(value)}'
+            raise problem(expected) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_purpose(self) -> NotifyTarget:
+        if not self.events and self.digest is None:
+            raise problem("give events, a digest, or both", at=("events",))
+        if self.digest is None and (self.timezone is not None or self.skip_empty):
+            raise problem("timezone and skip_empty apply to a digest: add digest", at=("digest",))
+        return self
+
+    @property
+    def tzinfo(self) -> tzinfo | None:
+        """The digest's time zone; None means the machine's local time."""
+        return ZoneInfo(self.timezone) if self.timezone is not None else None
 
     @model_validator(mode="before")
     @classmethod
@@ -239,8 +288,8 @@ class NotifyTarget(StrictModel):
     def _check_events(cls, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list | tuple) or not value:
-            raise problem(f"expected a non-empty list of event names, got {show(value)}")
+        if not isinstance(value, list | tuple):
+            raise problem(f"expected a list of event names, got {show(value)}")
         found: list[tuple[Loc, str]] = [
             ((index,), f"unknown event {show(event)} (expected one of {', '.join(EVENTS)})")
             for index, event in enumerate(value)

@@ -45,13 +45,15 @@ from watchdog.poll.scan import poll_jobs
 from watchdog.redaction import register_basic_credentials
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.rules.silence import SpareHint
+from watchdog.service.digest import DigestScheduler, digest_targets
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
 from watchdog.service.notify import Notifier
 from watchdog.service.sdnotify import SystemdNotifier
 from watchdog.service.snapshot import LiveState, PollSnapshot
+from watchdog.service.summary import Summary, build_summary
 from watchdog.service.web import StatusPage
 from watchdog.state.files import check_state_path
-from watchdog.state.reader import record_last_poll
+from watchdog.state.reader import StateReader, record_last_poll
 from watchdog.state.store import StateStore
 from watchdog.tapis.client import TapisClient
 
@@ -93,6 +95,7 @@ class Daemon:
     rules: tuple[CompiledRule, ...]
     metrics: Metrics | None = None
     notifier: Notifier | None = None
+    digests: DigestScheduler | None = None
     systemd: SystemdNotifier = field(default_factory=SystemdNotifier.from_env)
     stop_reason: str = "finished"
     jobs_watched: int = 0
@@ -111,6 +114,17 @@ class Daemon:
     @property
     def dry_run(self) -> bool:
         return self.dry_run_flag or self.config.safety.dry_run
+
+    def summary(self, now: datetime, window: timedelta) -> Summary:
+        """The summary the page shows, for `window` up to `now` (for the daily digest).
+
+        Raises:
+            StateError: the state store cannot be read.
+        """
+        with StateReader.open(self.config.state.path) as reader:
+            return build_summary(
+                reader, self.config, self.rules, now=now, since=window, live=self.live_state()
+            )
 
     def live_state(self) -> LiveState:
         """What the status page shows of the running daemon (read from its request threads)."""
@@ -147,6 +161,8 @@ class Daemon:
             async with anyio.create_task_group() as root:
                 root.start_soon(self._signals, root)
                 root.start_soon(self._keepalive)
+                if self.digests is not None and not self.once:
+                    root.start_soon(self.digests.run)
                 # Cancels being followed live in their own group: `--once` (and `until`) wait
                 # for them to be confirmed or time out; SIGTERM cancels them with the root, and
                 # the store already records them as sent, so a restart resumes following them.
@@ -515,6 +531,11 @@ def build_daemon(
         metrics_url=server.url if server is not None else None,
     )
     built.append(daemon)
+    digests = digest_targets(config.notify)
+    if digests:
+        daemon.digests = DigestScheduler(
+            digests, store=store, events=events, summarize=daemon.summary
+        )
     return daemon, server
 
 

@@ -358,3 +358,34 @@ def _failure_detail(result: object) -> str:
         if problems:
             return problems[-1]
     return "delivery failed"
+
+
+def load_target(url: str, index: int) -> tuple[str, apprise.Apprise]:
+    """A label such as `json target #2` and an Apprise object for the `index`th target's URL.
+
+    Raises:
+        ValueError: the URL is not a valid Apprise URL; the message holds no part of it.
+    """
+    return _load_target(url, index)
+
+
+def send_message(
+    label: str, service: apprise.Apprise, message: Message, timeout: float
+) -> str | None:
+    """Deliver `message` within `timeout` seconds (a hung send is abandoned in its thread).
+
+    Returns None on success, else the error, which never holds a URL.
+    """
+    target = _Target(label, service, frozenset())
+    outcome: list[str | None] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_deliver(target, message)),
+        name="tapis-watchdog-digest-send",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return f"{label}: timed out after {timeout:g}s"
+    error = outcome[0] if outcome else f"{label}: the send thread died"
+    return None if error is None else _redact(error)
