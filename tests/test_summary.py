@@ -20,7 +20,7 @@ from watchdog.jobs import Job
 from watchdog.rules.evaluate import compile_rules
 from watchdog.service.render import render_html, render_summary, summary_dict
 from watchdog.service.snapshot import LiveState, PollSnapshot
-from watchdog.service.summary import HAND_RULE, build_summary
+from watchdog.service.summary import build_summary
 from watchdog.service.web import StatusPage
 from watchdog.state.reader import StateReader, record_last_poll
 from watchdog.state.store import StateStore
@@ -83,11 +83,11 @@ def world(tmp_path: Path) -> dict[str, Any]:
     )  # fmt: skip
     log.job_cancel_skipped(shadow, rule="shadow", reason="r", why="dry_run", timestamp=_at(30))
     log.job_warned(grace, rule="graced", reason="runtime 1h10m exceeds 1h", timestamp=_at(10))
-    log.job_cancel_requested(_job("u-hand"), rule=HAND_RULE, reason="by hand", timestamp=_at(5))
+    hand: dict[str, Any] = {"rule": None, "reason": "by hand", "manual": True, "by": "alice"}
+    log.job_cancel_requested(_job("u-hand"), **hand, timestamp=_at(5))
     log.job_cancelled(
-        _job("u-hand"), rule=HAND_RULE, reason="by hand", final_status="CANCELLED",
-        latency_s=3.0, timestamp=_at(4),
-    )  # fmt: skip
+        _job("u-hand"), final_status="CANCELLED", latency_s=3.0, timestamp=_at(4), **hand
+    )
     log.job_cleared(
         _job("u-gone", status="CANCELLED"), rule="graced", reason="gone", timestamp=_at(3)
     )
@@ -147,7 +147,7 @@ def test_health_hand_cancels_skips_warnings_and_counts(world: dict[str, Any]) ->
     assert health.live is False
     assert summary.jobs_by_status == {"QUEUED": 1, "RUNNING": 4}
     hand = {row.job_uuid: row for row in summary.hand_cancels}
-    assert hand["u-hand"].by == "tapis-watchdog cancel"
+    assert hand["u-hand"].by == "alice (tapis-watchdog cancel)"
     assert hand["u-hand"].final_status == "CANCELLED"
     assert hand["u-gone"].by == "outside the watchdog"
     assert [(k.job_uuid, k.why) for k in summary.skipped] == [("u-shadow", "dry_run")]

@@ -5,9 +5,9 @@ and, when the daemon is running, from its live state (the last poll's jobs, its 
 status page, `tapis-watchdog report` and the daily digest all render the one `Summary`, so they
 agree with each other and with `history`, which reads the same audit trail.
 
-Hand cancels are the cancels no rule made: `tapis-watchdog cancel` (recorded with the rule name
-`HAND_RULE`, which no configured rule can have), and a watched job that Tapis reports CANCELLED
-after it left the watched statuses by itself (`job_cleared` with status CANCELLED).
+Hand cancels are the cancels no rule made: `tapis-watchdog cancel` (its events carry
+`manual: true` and `by`), and a watched job that Tapis reports CANCELLED after it left the watched
+statuses by itself (`job_cleared` with status CANCELLED).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from watchdog.state.reader import StateReader
 
 __all__ = [
-    "HAND_RULE",
     "CancelRow",
     "GraceRow",
     "HandCancel",
@@ -39,7 +38,6 @@ __all__ = [
     "build_summary",
 ]
 
-HAND_RULE = "(hand)"
 _HEALTHY_INTERVALS = 3
 _HOUR_US = 3_600_000_000
 _CANCEL_EVENTS = ("job_cancel_requested", "job_cancelled", "job_cancel_unconfirmed")
@@ -209,7 +207,7 @@ def _cancels(events: Sequence[Mapping[str, Any]], names: _Names) -> tuple[Cancel
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for event in events:
         name, rule = event.get("event"), _text(event.get("rule"))
-        if rule == HAND_RULE or name not in (*_CANCEL_EVENTS, "job_cancel_failed"):
+        if event.get("manual") is True or name not in (*_CANCEL_EVENTS, "job_cancel_failed"):
             continue
         uuid = _text(event.get("job_uuid"))
         at = _time(event.get("timestamp"))
@@ -259,14 +257,14 @@ def _hand_cancels(events: Sequence[Mapping[str, Any]], names: _Names) -> tuple[H
         at = _time(event.get("timestamp"))
         if at is None:
             continue
-        if event.get("rule") == HAND_RULE and name in _CANCEL_EVENTS:
+        if event.get("manual") is True and name in _CANCEL_EVENTS:
             final = event.get("final_status") if name == "job_cancelled" else None
             earlier = found.get(uuid)
             found[uuid] = HandCancel(
                 at=earlier.at if earlier is not None else at,
                 job_uuid=uuid,
                 job_name=names(uuid),
-                by="tapis-watchdog cancel",
+                by=f"{_text(event.get('by')) or 'someone'} (tapis-watchdog cancel)",
                 final_status=_text(final) or (earlier.final_status if earlier else None),
                 latency_s=_number(event.get("latency_s")),
             )
@@ -406,7 +404,7 @@ def build_summary(
                 reason=_text(e.get("reason")),
             )
             for e in reversed(events)
-            if e.get("event") == "job_cancel_skipped"
+            if e.get("event") == "job_cancel_skipped" and e.get("manual") is not True
         ),
         warnings=tuple(
             WarningRow(
