@@ -97,7 +97,7 @@ def test_parse_full_record() -> None:
     assert job.app_args == ("-n 100",)
     assert job.container_args == ("--bind /scratch/x",)
     assert job.scheduler_options == ("-A DesignSafe-01",)
-    assert job.env == (("_tapisJobUUID", "ba34f946-007"), ("MODE", "fast"), ("EMPTY", ""))
+    assert job.env == (("MODE", "fast"), ("EMPTY", ""))  # Tapis's own _tapis* left out
     assert "fileInputs" in job.fields
     assert not job.is_terminal
 

@@ -74,6 +74,9 @@ SUMMARY_FIELDS: tuple[str, ...] = (
 # them only then.
 INPUT_FIELDS: tuple[str, ...] = ("fileInputs", "parameterSet", "description")
 
+TAPIS_ENV_PREFIX = "_tapis"
+"""Environment variables Tapis sets for every job; `input_matches` never searches them."""
+
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$")
 
 
@@ -116,6 +119,7 @@ class Job:
     container_args: tuple[str, ...] = ()
     scheduler_options: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    """The job's own environment variables; Tapis's `_tapis*` entries are left out when parsed."""
     fields: frozenset[str] = frozenset()
     """The Tapis attribute names present in the record this snapshot was parsed from."""
 
@@ -273,6 +277,9 @@ def _env(uuid: str, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
             continue
         if not isinstance(key, str) or not (value is None or isinstance(value, str)):
             raise _fail(uuid, f"parameterSet.envVariables[{index}]: expected string key and value")
+        if key.startswith(TAPIS_ENV_PREFIX):
+            # Tapis's own (about 27 per job, paths and ids): never an input anyone wrote.
+            continue
         pair = (key, value or "")
         shared = pairs.get(pair)
         if shared is None:
@@ -420,6 +427,67 @@ def _parse(record: Mapping[str, Any], loads: Loads) -> Job:  # noqa: C901, PLR09
         env=_env(uuid, params),
         fields=_fields(record),
     )
+
+
+class JobCache:
+    """`parse_job` for a daemon's polls: a record unchanged since the last complete poll gives
+    back the `Job` parsed from it then.
+
+    Most records are the same from one poll to the next, and parsing is most of what a poll
+    costs per job. A record is recognised by its uuid and a fingerprint of every attribute
+    (names, values and their types); a changed attribute is a new fingerprint, and the record
+    is parsed afresh. Records holding nested objects (not sent by Tapis's search, which sends
+    `fileInputs` and `parameterSet` as JSON strings) are parsed every time. Safe to call from
+    several threads at once.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, Job]] = {}
+        self._next: dict[str, tuple[int, Job]] = {}
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def parse(self, record: Mapping[str, Any]) -> Job:
+        """As `parse_job`.
+
+        Raises:
+            JobRecordError: as `parse_job`.
+        """
+        key = _fingerprint(record)
+        uuid = record.get("uuid") if key is not None else None
+        if type(uuid) is str:
+            hit = self._last.get(uuid)
+            if hit is not None and hit[0] == key:
+                self._next[uuid] = hit
+                return hit[1]
+        job = parse_job(record)
+        if key is not None:
+            self._next[job.uuid] = (key, job)
+        return job
+
+    def keep(self) -> None:
+        """The poll was whole: the next one reuses what this one parsed, and only that (jobs
+        no longer listed are forgotten)."""
+        self._last, self._next = self._next, {}
+
+
+def _fingerprint(record: Mapping[str, Any]) -> int | None:
+    """A hash of the record's attribute names, values and value types; None for a record
+    holding nested objects (or not a plain dict)."""
+    if type(record) is not dict:
+        return None
+    values = record.values()
+    try:
+        return hash(
+            (
+                tuple(record),
+                tuple(tuple(v) if type(v) is list else v for v in values),
+                tuple(map(type, values)),
+            )
+        )
+    except TypeError:
+        return None
 
 
 def status_entered_from_history(
