@@ -47,6 +47,9 @@ _KEY_SPACE = 16**_PREFIX
 SPLIT_AFTER_S = 10.0
 """A one-range scan projected to take longer than this (pages x first-page latency) is split."""
 
+Parse = Callable[[Mapping[str, Any]], Job]
+"""Turns one search record into a `Job` (`parse_job`, or `JobCache.parse`)."""
+
 OnMalformed = Callable[[str | None, str], None]
 """`on_malformed(job_uuid, detail)`: a record that could not be read, skipped by this poll."""
 
@@ -90,6 +93,7 @@ async def poll_jobs(
     fields: Sequence[str],
     on_malformed: OnMalformed | None = None,
     max_ranges: int | None = None,
+    parse: Parse = parse_job,
 ) -> PollResult:
     """List every job of the identity whose status is in `statuses`, with `fields` selected.
 
@@ -97,8 +101,9 @@ async def poll_jobs(
     the second page's latency projects that scan longer than `SPLIT_AFTER_S`; then what is left
     is split into up to the client's concurrency ranges. An explicit `max_ranges` splits right
     after the first page whenever more pages follow, into up to that many ranges (one page each
-    at least). Records that cannot be parsed are reported
-    through `on_malformed` and skipped.
+    at least). Each record becomes a `Job` through `parse` (the daemon's `JobCache.parse`
+    reuses the jobs of unchanged records); records that cannot be parsed are reported through
+    `on_malformed` and skipped.
 
     Raises:
         PollError: a page could not be fetched (after the client's retries) or Tapis answered
@@ -112,6 +117,7 @@ async def poll_jobs(
         page_size=page_size,
         fields=fields,
         on_malformed=on_malformed,
+        parse=parse,
     )
     started = time.perf_counter()
     try:
@@ -142,6 +148,7 @@ class _Poll:
         page_size: int,
         fields: Sequence[str],
         on_malformed: OnMalformed | None,
+        parse: Parse = parse_job,
     ) -> None:
         if not statuses:
             raise ValueError("a poll needs at least one status")
@@ -153,6 +160,7 @@ class _Poll:
         self._page_size = page_size
         self._select = select_for(fields)
         self._on_malformed = on_malformed
+        self._parse = parse
         self.jobs: dict[str, Job] = {}
         self.pages = 0
         self.api_calls = 0
@@ -295,7 +303,7 @@ class _Poll:
         # GIL, so the thread fetching the next page gets it, sends its request and the server
         # works on it while this page is parsed. Parsed in the event loop thread, the loop only
         # ever let go of the GIL for an instant and that request went out after the parse.
-        jobs, bad = await anyio.to_thread.run_sync(_parse_page, page.records)
+        jobs, bad = await anyio.to_thread.run_sync(_parse_page, page.records, self._parse)
         for job in jobs:
             self.jobs.setdefault(job.uuid, job)
         self.malformed += len(bad)
@@ -304,13 +312,15 @@ class _Poll:
                 self._on_malformed(uuid, detail)
 
 
-def _parse_page(records: Sequence[Any]) -> tuple[list[Job], list[tuple[str | None, str]]]:
+def _parse_page(
+    records: Sequence[Any], parse: Parse
+) -> tuple[list[Job], list[tuple[str | None, str]]]:
     """The jobs of a page's records, and (uuid, defect) for each record that could not be read."""
     jobs: list[Job] = []
     bad: list[tuple[str | None, str]] = []
     for record in records:
         try:
-            jobs.append(parse_job(record))
+            jobs.append(parse(record))
         except JobRecordError as exc:
             bad.append((_uuid_of(record), exc.detail))
     return jobs, bad

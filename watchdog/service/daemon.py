@@ -41,6 +41,7 @@ from watchdog.errors import (
     TapisUnavailableError,
 )
 from watchdog.events import EventLog, register_secret
+from watchdog.jobs import JobCache
 from watchdog.poll.scan import poll_jobs
 from watchdog.redaction import register_basic_credentials
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
@@ -110,6 +111,7 @@ class Daemon:
     _last_prune: float = 0.0
     _stopped_logged: bool = False
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
+    _parsed: JobCache = field(default_factory=JobCache)
 
     @property
     def dry_run(self) -> bool:
@@ -264,10 +266,12 @@ class Daemon:
                 page_size=self.config.poll.page_size,
                 fields=fields_needed(rules),
                 on_malformed=self._malformed,
+                parse=self._parsed.parse,
             )
         except (PollError, TapisError) as exc:
             self._poll_failed(str(exc), calls_before, started)
             return False
+        self._parsed.keep()
         now = datetime.now(UTC)
         # Before the decisions, so a cancel a silence held back follows its silence_expired.
         for silence in self.store.claim_expired_silences(now):
