@@ -18,14 +18,12 @@ newer tapis-watchdog is refused rather than guessed at.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from watchdog.errors import StateError
 from watchdog.state import attempts, batch
-from watchdog.state.database import Database
+from watchdog.state.audit import AuditTrail
 from watchdog.state.schema import (
     JOB_TABLES,
     MIGRATIONS,
@@ -41,6 +39,7 @@ from watchdog.state.silences import SilenceTable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from watchdog.state.attempts import Attempt
     from watchdog.state.snapshot import StateChanges, StateSnapshot
@@ -50,7 +49,7 @@ HOUR = timedelta(hours=1)
 __all__ = ["MIGRATIONS", "CancelRecord", "Decision", "Silence", "StateStore"]
 
 
-class StateStore(Database, SilenceTable):
+class StateStore(AuditTrail, SilenceTable):
     """The daemon's memory across restarts, in one SQLite file. Build it with `StateStore.open`.
 
     Meant for one thread at a time (the daemon's event loop), but the connection may be opened in a
@@ -342,41 +341,6 @@ class StateStore(Database, SilenceTable):
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
-    # -- audit trail -------------------------------------------------------------------------------
-
-    def append_event(self, event: Mapping[str, Any]) -> None:
-        """Append one event (its `timestamp`, `event`, `job_uuid`, `rule` and the whole as JSON).
-
-        Committed at once: a killed daemon loses no event it had appended.
-        """
-        at = _event_time(event.get("timestamp"))
-        body = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        job_uuid, rule = event.get("job_uuid"), event.get("rule")
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO events (at, event, job_uuid, rule, body) VALUES (?, ?, ?, ?, ?)",
-                (
-                    to_db(at),
-                    str(event.get("event", "")),
-                    None if job_uuid is None else str(job_uuid),
-                    None if rule is None else str(rule),
-                    body,
-                ),
-            )
-
-    def events_since(
-        self, since: datetime, *, limit: int | None = None, job_uuid: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Events at or after `since` (optionally of one job), oldest first, at most `limit`."""
-        sql = "SELECT body FROM events WHERE at >= ?"
-        params: list[Any] = [to_db(since)]
-        if job_uuid is not None:
-            sql += " AND job_uuid = ?"
-            params.append(job_uuid)
-        sql += " ORDER BY at, id LIMIT ?"
-        params.append(-1 if limit is None else limit)
-        return [orjson.loads(row[0]) for row in self._query(sql, params)]
-
     # -- notifications -----------------------------------------------------------------------------
 
     def claim_notification(
@@ -414,16 +378,3 @@ class StateStore(Database, SilenceTable):
                 ).rowcount
             removed += conn.execute("DELETE FROM events WHERE at < ?", (ts,)).rowcount
         return removed + self.prune_silences(before)
-
-
-def _event_time(value: Any) -> datetime:
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return now_utc()
-        if parsed.tzinfo is not None:
-            return parsed
-    return now_utc()
