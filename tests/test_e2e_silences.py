@@ -176,6 +176,12 @@ async def test_a_silence_expired_by_hand_lets_the_cancel_happen(tenant: TenantFa
         added["by"],
     )
     assert one(trail, "silence_added")["reason"] == "maybe"
+    # The report names it too: who silenced what, why, and who ended it.
+    report = t.command("report", "-c", str(t.config_path))
+    assert report.returncode == 0, report.stderr
+    line = next(x for x in report.stdout.splitlines() if added["silence_id"] in x)
+    assert f"spares uuid {spared} from every cancel, by {added['by']} (maybe); ended" in line
+    assert line.endswith("by pi")
 
 
 # -- by owner, by rule ----------------------------------------------------------------------------

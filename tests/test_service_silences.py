@@ -1,5 +1,6 @@
 """Silences against the running daemon: picked up at the next poll without a reload, kept across
-a reload, counted in the metrics, and ended by hand so the held-back cancel happens at once.
+a reload, counted in the metrics, shown on the status page until they end, and ended by hand so
+the held-back cancel happens at once.
 
 The daemon is a real subprocess polling every second (`test_service_harness`); silences are
 added and expired with the real command, as an operator would while it runs.
@@ -41,6 +42,12 @@ def _gauge(body: str, name: str) -> float | None:
     return None
 
 
+def _page_silences(url: str) -> list[tuple[str, bool, str]]:
+    status, body = http_get(f"{url}/api/summary")
+    assert status == 200, body
+    return [(x["id"], x["active"], x["reason"]) for x in json.loads(body)["silences"]]
+
+
 def test_a_running_daemon_applies_a_silence_at_its_next_poll_and_keeps_it(
     tmp_path: Path,
 ) -> None:
@@ -61,9 +68,16 @@ def test_a_running_daemon_applies_a_silence_at_its_next_poll_and_keeps_it(
         skipped_at, skipped = daemon.wait_event("job_cancel_skipped", job_uuid=job)
         assert (skipped["why"], skipped["silence_id"]) == ("silenced", silence_id)
 
-        status, body = http_get(f"{started['metrics_url']}/metrics")
+        url = started["metrics_url"]
+        status, body = http_get(f"{url}/metrics")
         assert status == 200
         assert _gauge(body, "tapis_watchdog_silences_active") == 1
+        # The status page shows it while it is in force.
+        assert _page_silences(url) == [(silence_id, True, "keep it")]
+        status, page = http_get(f"{url}/")
+        assert status == 200
+        assert "Silences in force: 1" in page
+        assert silence_id in page
 
         # A reload keeps it: the job is still spared, polls after the reload send no cancel.
         daemon.send(signal.SIGHUP)
@@ -79,5 +93,8 @@ def test_a_running_daemon_applies_a_silence_at_its_next_poll_and_keeps_it(
         daemon.wait_event("job_cancelled", job_uuid=job, after=requested)
         daemon.wait_event("poll_completed", silences_active=0, after=requested)
         wait_until(lambda: svc.cancel_posts(job) == 1, "one cancel")
+        # Ended: the page says so, and counts none in force.
+        assert _page_silences(url) == [(silence_id, False, "keep it")]
+        assert "Silences in force: 0" in http_get(f"{url}/")[1]
         assert daemon.stop() == 0
         assert len(daemon.named("job_cancel_skipped", job_uuid=job)) == 1

@@ -188,6 +188,18 @@ def _lines(summary: Summary, *, markdown: bool) -> list[str]:
         )
         for g in summary.grace
     ]
+    active = [x for x in summary.silences if x.active]
+    lines += head(f"Silences in force: {len(active)}")
+    for x in summary.silences:
+        scope = "every cancel" if x.rule is None else f"rule {x.rule}"
+        state = (
+            f"until {stamp(x.until)} ({relative(x.until, now)})"
+            if x.active
+            else f"ended {stamp(x.until)}" + (f" by {x.ended_by}" if x.ended_by else "")
+        )
+        lines.append(
+            item(f"{x.id} spares {x.matches} from {scope}, by {x.by} ({x.reason}); {state}")
+        )
     lines += head(f"Warnings: {len(summary.warnings)}")
     lines += [
         item(f"{stamp(w.at)} {job(w.job_uuid, w.job_name)} rule {w.rule}: {w.reason}")

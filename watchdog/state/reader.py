@@ -22,6 +22,7 @@ import orjson
 
 from watchdog.errors import StateError
 from watchdog.state.schema import Decision, from_db, to_db
+from watchdog.state.silences import SilenceReads
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping
@@ -57,8 +58,9 @@ def record_last_poll(store: StateStore, at: datetime, by_status: Mapping[str, in
     store.set_meta(LAST_POLL_KEY, orjson.dumps(body).decode())
 
 
-class StateReader:
-    """A read-only view of one state store file. Build it with `StateReader.open`."""
+class StateReader(SilenceReads):
+    """A read-only view of one state store file (its silences too). Build it with
+    `StateReader.open`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from datetime import datetime
 
-__all__ = ["ID_ALPHABET", "ID_LENGTH", "Silence", "SilenceTable"]
+__all__ = ["ID_ALPHABET", "ID_LENGTH", "Silence", "SilenceReads", "SilenceTable"]
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 ID_LENGTH = 6
@@ -35,7 +35,41 @@ def new_silence_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class SilenceTable:
+class SilenceReads:
+    """Reading silences (mixed into `StateStore` and the read-only `StateReader`)."""
+
+    if TYPE_CHECKING:
+
+        def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
+
+    def silence(self, silence_id: str) -> Silence | None:
+        """The silence with this id (active or not), or None."""
+        rows = self._query("SELECT * FROM silences WHERE id = ?", (silence_id,))
+        return Silence.from_row(rows[0]) if rows else None
+
+    def active_silences(self, now: datetime) -> list[Silence]:
+        """Silences that spare jobs at `now`, the one expiring first first."""
+        rows = self._query(
+            f"SELECT * FROM silences WHERE {_ACTIVE} ORDER BY expires_at, id",  # noqa: S608
+            (to_db(now),),
+        )
+        return [Silence.from_row(r) for r in rows]
+
+    def silences(self, *, ended_since: datetime | None = None) -> list[Silence]:
+        """Every silence kept (optionally only those ending at or after `ended_since`), newest
+        first."""
+        if ended_since is None:
+            rows = self._query("SELECT * FROM silences ORDER BY created_at DESC, id")
+        else:
+            rows = self._query(
+                "SELECT * FROM silences WHERE min(expires_at, coalesce(ended_at, expires_at)) "
+                ">= ? ORDER BY created_at DESC, id",
+                (to_db(ended_since),),
+            )
+        return [Silence.from_row(r) for r in rows]
+
+
+class SilenceTable(SilenceReads):
     """Silences in the state store (mixed into `StateStore`). Raises `StateError` like it."""
 
     if TYPE_CHECKING:
@@ -43,8 +77,6 @@ class SilenceTable:
         def _write(
             self, *, durable: bool = False
         ) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
 
     def add_silence(
         self,
@@ -86,32 +118,6 @@ class SilenceTable:
         found = self.silence(silence_id)
         assert found is not None
         return found
-
-    def silence(self, silence_id: str) -> Silence | None:
-        """The silence with this id (active or not), or None."""
-        rows = self._query("SELECT * FROM silences WHERE id = ?", (silence_id,))
-        return Silence.from_row(rows[0]) if rows else None
-
-    def active_silences(self, now: datetime) -> list[Silence]:
-        """Silences that spare jobs at `now`, the one expiring first first."""
-        rows = self._query(
-            f"SELECT * FROM silences WHERE {_ACTIVE} ORDER BY expires_at, id",  # noqa: S608
-            (to_db(now),),
-        )
-        return [Silence.from_row(r) for r in rows]
-
-    def silences(self, *, ended_since: datetime | None = None) -> list[Silence]:
-        """Every silence kept (optionally only those ending at or after `ended_since`), newest
-        first."""
-        if ended_since is None:
-            rows = self._query("SELECT * FROM silences ORDER BY created_at DESC, id")
-        else:
-            rows = self._query(
-                "SELECT * FROM silences WHERE min(expires_at, coalesce(ended_at, expires_at)) "
-                ">= ? ORDER BY created_at DESC, id",
-                (to_db(ended_since),),
-            )
-        return [Silence.from_row(r) for r in rows]
 
     def end_silence(self, silence_id: str, at: datetime, by: str) -> Silence | None:
         """End an active silence now (`silence expire`); its expiry counts as logged, since the
