@@ -129,8 +129,9 @@ async def test_a_restart_counts_the_one_resend_from_the_first_send(tenant: Tenan
         {"kind": "reset", "endpoint": "status", "count": 3},
         {"kind": "malformed", "endpoint": "status", "count": 3},
         {"kind": "error", "endpoint": "status", "status": 503, "count": 3},
+        {"kind": "envelope", "endpoint": "status", "count": 3},
     ],
-    ids=["reset", "malformed", "503"],
+    ids=["reset", "malformed", "503", "empty-envelope"],
 )
 async def test_a_failed_status_check_sends_nothing_and_the_next_poll_cancels(
     tenant: TenantFactory, fault: dict[str, Any]
@@ -156,17 +157,27 @@ async def test_a_failed_status_check_sends_nothing_and_the_next_poll_cancels(
     assert one(second, "job_cancelled", job_uuid=uuid)["final_status"] == "CANCELLED"
 
 
-async def test_a_reset_cancel_is_followed_as_sent_and_resent_on_schedule(
-    tenant: TenantFactory,
+@pytest.mark.parametrize(
+    ("kind", "served"),
+    [("reset", False), ("envelope", True), ("malformed", True)],
+    ids=["reset", "empty-envelope", "malformed"],
+)
+async def test_a_cancel_without_a_usable_answer_is_followed_and_resent_on_schedule(
+    tenant: TenantFactory, kind: str, served: bool
 ) -> None:
-    t = tenant(base_fleet([RUNAWAY]))
+    # A served cancel is ignored by the job, so only the re-send can end it; a reset one never
+    # reached the job, so the re-send is the first it gets.
+    mode = "ignore_first" if served else "honour"
+    t = tenant(base_fleet([{**RUNAWAY, "cancel": mode}]))
     t.write_config([LONG_RUN], safety={"verify_timeout": "20s", "resend_after": "1s"})
     uuid = t.uuid("j")
-    t.sim.set_fault(kind="reset", endpoint="cancel", count=1)
+    t.sim.set_fault(kind=kind, endpoint="cancel", count=1)
 
     events = await t.run_once()
 
+    # Followed as sent, then re-sent once on schedule, and the job ends on the re-send.
     assert t.posts("cancel") == [uuid, uuid]
+    assert t.sim.cancels_received(uuid) == (2 if served else 1)
     requested = named(events, "job_cancel_requested", job_uuid=uuid)
     assert [e.get("attempt") for e in requested] == [None, 2]
     assert "the answer to the cancel was lost" in requested[0]["reason"]

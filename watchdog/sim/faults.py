@@ -1,4 +1,4 @@
-"""Fault injection: latency, 5xx, 429, connection resets, hangs, malformed JSON, short tokens.
+"""Fault injection: latency, 5xx, 429, resets, hangs, malformed JSON, empty envelopes, short tokens.
 
 A fault applies to one endpoint (or `*`), fires with a probability and/or for a number of
 requests ("the next 3 searches fail"), and draws from a seeded generator so runs repeat.
@@ -19,7 +19,9 @@ ENDPOINTS = frozenset(
     {"search", "list", "get", "status", "history", "cancel", "sendEvent", "tokens", "hide",
      "unhide", "*"}
 )  # fmt: skip
-KINDS = frozenset({"latency", "error", "rate_limit", "reset", "hang", "malformed", "token_ttl"})
+KINDS = frozenset(
+    {"latency", "error", "rate_limit", "reset", "hang", "malformed", "envelope", "token_ttl"}
+)
 _FIELDS = frozenset({"kind", "endpoint", "probability", "count", "status", "seconds", "message"})
 
 
@@ -29,7 +31,9 @@ class Fault:
 
     `seconds` is the added latency (`latency`), the hold time (`hang`), the `Retry-After` value
     (`rate_limit`) or the token lifetime (`token_ttl`). `status` is the HTTP code of `error`.
-    `count` is how many requests it still affects (None: no limit).
+    `count` is how many requests it still affects (None: no limit). `malformed` and `envelope`
+    answer after the request was served: the first cuts the JSON short, the second answers
+    `200 {}` (valid JSON, no Tapis envelope), as a misbehaving proxy or gateway might.
     """
 
     kind: str

@@ -333,6 +333,8 @@ class Simulator:
                 reply, user = self._dispatch(endpoint, uuid, request, ttl)
             if fault is not None and fault.kind == "malformed":
                 reply = api.Reply(200, reply.body[: max(1, len(reply.body) // 2)] + b"\x00}")
+            elif fault is not None and fault.kind == "envelope":
+                reply = api.Reply(200, b"{}")
             outcome = Outcome(reply, latency)
         with self._lock:
             self._requests.append(

@@ -30,6 +30,7 @@ from tapipy.tapis import Tapis, TapisResult
 
 from watchdog.errors import TapisAuthError, TapisError, TapisUnavailableError
 from watchdog.redaction import register_basic_credentials
+from watchdog.tapis import envelopes
 from watchdog.tapis.data import (
     CallCounter,
     JobStatus,
@@ -223,6 +224,7 @@ class TapisClient:
         envelope, requests_made = await self._call_counted(
             "search_jobs",
             lambda t: t.jobs.getJobSearchList(_tapis_query_parameters=query),
+            expect=envelopes.search,
         )
         return SearchPage.from_envelope(
             envelope, compute_total=compute_total, requests=requests_made
@@ -236,7 +238,12 @@ class TapisClient:
             TapisError: see the class docstring.
         """
         result = result_of(
-            await self._call("get_job", lambda t: t.jobs.getJob(jobUuid=uuid), job_uuid=uuid)
+            await self._call(
+                "get_job",
+                lambda t: t.jobs.getJob(jobUuid=uuid),
+                job_uuid=uuid,
+                expect=envelopes.job,
+            )
         )
         if not isinstance(result, dict):
             raise TapisUnavailableError("get_job", "the job record is not an object", job_uuid=uuid)
@@ -251,7 +258,10 @@ class TapisClient:
         """
         result = result_of(
             await self._call(
-                "get_status", lambda t: t.jobs.getJobStatus(jobUuid=uuid), job_uuid=uuid
+                "get_status",
+                lambda t: t.jobs.getJobStatus(jobUuid=uuid),
+                job_uuid=uuid,
+                expect=envelopes.status,
             )
         )
         status = result.get("status") if isinstance(result, dict) else None
@@ -282,6 +292,7 @@ class TapisClient:
                 "get_history",
                 lambda t: t.jobs.getJobHistory(jobUuid=uuid, limit=HISTORY_PAGE, skip=skip),
                 job_uuid=uuid,
+                expect=envelopes.history,
             )
         )
         if not isinstance(page, list):
@@ -304,6 +315,7 @@ class TapisClient:
             lambda t: t.jobs.cancelJob(jobUuid=uuid),
             job_uuid=uuid,
             idempotent=False,
+            expect=envelopes.cancel,
         )
 
     async def send_event(self, uuid: str, data: str, detail: str) -> None:
@@ -316,6 +328,7 @@ class TapisClient:
             "send_event",
             lambda t: t.jobs.sendEvent(jobUuid=uuid, eventData=data, eventDetail=detail),
             job_uuid=uuid,
+            expect=envelopes.event,
         )
 
     # -- the one path every request takes ------------------------------------------------
@@ -328,9 +341,10 @@ class TapisClient:
         job_uuid: str | None = None,
         login: bool = False,
         idempotent: bool = True,
+        expect: envelopes.Check | None = None,
     ) -> T:
         value, _ = await self._call_counted(
-            operation, fn, job_uuid=job_uuid, login=login, idempotent=idempotent
+            operation, fn, job_uuid=job_uuid, login=login, idempotent=idempotent, expect=expect
         )
         return value
 
@@ -342,8 +356,12 @@ class TapisClient:
         job_uuid: str | None = None,
         login: bool = False,
         idempotent: bool = True,
+        expect: envelopes.Check | None = None,
     ) -> tuple[T, int]:
-        """Run `fn` with retries and one re-login; return its value and the requests it took."""
+        """Run `fn` with retries and one re-login; return its value and the requests it took.
+
+        `expect` checks a successful answer's envelope; one it refuses counts as a lost answer.
+        """
         relogged = False
         retry_number = 0
         attempts = 0
@@ -351,7 +369,9 @@ class TapisClient:
             generation = self._generation
             attempts += 1
             try:
-                value = await self._attempt(operation, fn, job_uuid=job_uuid, login=login)
+                value = await self._attempt(
+                    operation, fn, job_uuid=job_uuid, login=login, expect=expect
+                )
             except TokenRejectedError as rejected:
                 if relogged or not self.can_login:
                     self._report(operation, rejected.cause, None)
@@ -379,13 +399,29 @@ class TapisClient:
                 return value, attempts
 
     async def _attempt(
-        self, operation: str, fn: Callable[[Tapis], T], *, job_uuid: str | None, login: bool
+        self,
+        operation: str,
+        fn: Callable[[Tapis], T],
+        *,
+        job_uuid: str | None,
+        login: bool,
+        expect: envelopes.Check | None = None,
     ) -> T:
         outcome = await anyio.to_thread.run_sync(self._run, fn, limiter=self.limiter)
         self.api_calls.add(operation)
         if self._on_call is not None:
             self._on_call(operation, outcome.http_status, outcome.latency_s)
         if outcome.error is None:
+            problem = expect(outcome.value) if expect is not None else None
+            if problem is not None:
+                # A success status around no usable answer: Tapis may still have acted on it.
+                raise TapisUnavailableError(
+                    operation,
+                    f"{problem} (HTTP {outcome.http_status})",
+                    http_status=outcome.http_status,
+                    job_uuid=job_uuid,
+                    maybe_received=True,
+                )
             return outcome.value  # type: ignore[no-any-return]
         raise translate_failure(
             operation,
