@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "silence",
     "sim",
     "demo",
+    "init",
 )
 
 

@@ -213,8 +213,26 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.set_defaults(handler="watchdog.tools.demo:cmd_demo")
+
+    _add_init(sub)
     _add_logging_options(parser)
     return parser
+
+
+def _add_init(sub: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="write the example configuration and the systemd unit into a directory",
+        description=(
+            "Write DIR/config.yaml (the commented example configuration: edit tapis and the "
+            "rules, then `tapis-watchdog check -c DIR/config.yaml`) and DIR/tapis-watchdog.service"
+            " (the systemd unit, see docs/systemd.md) from the installed package. Needs no Tapis "
+            "account. Exit: 0; 1 cannot write; 2 a file exists (without --force)."
+        ),
+    )
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="where (default: here)")
+    p.add_argument("--force", action="store_true", help="overwrite files that exist")
+    p.set_defaults(handler="watchdog.tools.init:cmd_init")
 
 
 def _add_silence(sub: Any) -> None:

@@ -189,8 +189,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nWhat the watchdog did:\n", flush=True)  # noqa: T201
     print(summary.table(), flush=True)  # noqa: T201
     print(  # noqa: T201
-        f"\nDone in {time.monotonic() - summary.started:.0f}s. Try `tapis-watchdog check -c "
-        "config.example.yaml`, then `tapis-watchdog run -c your.yaml --dry-run --once`.",
+        f"\nDone in {time.monotonic() - summary.started:.0f}s. Next: `tapis-watchdog init` "
+        "writes config.yaml (and the systemd unit) here; `tapis-watchdog check -c config.yaml` "
+        "validates it, no credentials needed; `tapis-watchdog run -c config.yaml --dry-run "
+        "--once` shows what your jobs would get.",
         file=sys.stdout,
         flush=True,
     )
