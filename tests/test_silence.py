@@ -11,14 +11,28 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
+from watchdog.config.model import load_offline_config
 from watchdog.jobs import Job
-from watchdog.rules.silence import glob_matches_everything, silence_for, spares
+from watchdog.rules.evaluate import Verdict
+from watchdog.rules.plan import plan
+from watchdog.rules.silence import (
+    SpareHint,
+    glob_matches_everything,
+    grace_warning,
+    silence_for,
+    silenced_skip,
+    spares,
+)
+from watchdog.service.daemon import spare_hint
+from watchdog.service.metrics import Metrics
+from watchdog.service.notify import build_message
 from watchdog.state.silences import ID_ALPHABET, ID_LENGTH
 from watchdog.state.store import MIGRATIONS, StateStore
 
@@ -353,3 +367,112 @@ def test_the_commands_need_no_tapis_credentials(config: Path) -> None:
     silence_id = json.loads(added.stdout)["silence_id"]
     assert silence_id in _run(config, "list", password=None).stdout
     assert _run(config, "expire", silence_id, password=None).returncode == 0
+
+
+# -- the pure decision ----------------------------------------------------------------------------
+
+
+def _verdict(rule: str, *, grace_s: float | None = None) -> Verdict:
+    return Verdict(
+        rule=rule,
+        matched=True,
+        action="cancel",
+        reason="runtime 13h exceeds 12h",
+        details=(),
+        grace=None if grace_s is None else timedelta(seconds=grace_s),
+        dry_run=False,
+    )
+
+
+def test_a_silenced_cancel_never_takes_the_place_of_a_rule_that_acts(store: StateStore) -> None:
+    silence = _add(store, 60, rule="first")
+    decided = plan([_verdict("first"), _verdict("second")], {}, at(1), silenced={"first": silence})
+    assert [(s.verdict.rule, s.kind) for s in decided.steps] == [
+        ("first", "silenced"),
+        ("second", "cancel"),
+    ]
+    assert decided.winner is not None
+    assert decided.winner.rule == "second"
+    assert decided.silenced[0].silence == silence
+
+
+def test_grace_keeps_running_under_a_silence_and_the_later_end_is_the_cancel_time(
+    store: StateStore,
+) -> None:
+    long_silence, short_silence = _add(store, 60), _add(store, 1)
+    verdict = _verdict("r", grace_s=600)
+    under_long = plan([verdict], {"r": at(0)}, at(0.5), silenced={"r": long_silence})
+    [step] = under_long.steps
+    assert (step.kind, step.grace_until, step.cancel_at) == ("grace", at(10), at(60))
+    under_short = plan([verdict], {"r": at(0)}, at(0.5), silenced={"r": short_silence})
+    assert under_short.steps[0].cancel_at == at(10)
+    # The grace is over, the silence is not: spared; with no silence: due.
+    assert plan([verdict], {"r": at(0)}, at(11), silenced={"r": long_silence}).outcome == "none"
+    assert plan([verdict], {"r": at(0)}, at(11)).outcome == "cancel"
+
+
+def test_an_exempt_job_stays_exempt_under_a_silence(store: StateStore) -> None:
+    decided = plan([_verdict("r")], {}, at(1), exempt=True, silenced={"r": _add(store)})
+    assert decided.exempt
+    assert decided.silenced == ()
+
+
+def test_the_grace_warning_names_the_cancel_time_and_the_command(store: StateStore) -> None:
+    silence = _add(store, 30)
+    step = plan([_verdict("r", grace_s=600)], {"r": at(0)}, at(0), silenced={"r": silence}).steps[0]
+    hint = SpareHint("/etc/tapis watchdog/c.yaml")
+    reason, fields = grace_warning(step, JOB_A, hint)
+    assert fields["cancel_at"] == "2026-03-01T12:30:00Z"
+    assert fields["spare_command"] == (
+        f'tapis-watchdog silence add {JOB_A} --for 2h --reason "..." '
+        "-c '/etc/tapis watchdog/c.yaml'"
+    )
+    assert f"silence {silence.id} (by alice: needs two more hours)" in reason
+    reason, fields = silenced_skip(replace(step, kind="silenced"))
+    assert fields == {
+        "silence_id": silence.id,
+        "silenced_by": "alice",
+        "silence_reason": "needs two more hours",
+        "silenced_until": "2026-03-01T12:30:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "max_silence", "prefix", "duration"),
+    [
+        ({}, "7d", "", "2h"),
+        ({"STATE_DIRECTORY": "/var/lib/tapis-watchdog"}, "7d", "STATE_DIRECTORY=", "2h"),
+        ({}, "30m", "", "30m"),
+    ],
+)
+def test_the_spare_command_finds_the_daemons_store(
+    tmp_path: Path, env: dict[str, str], max_silence: str, prefix: str, duration: str
+) -> None:
+    path = _config(tmp_path, max_silence=max_silence)
+    data = yaml.safe_load(path.read_text())
+    if env:
+        del data["state"]  # the path comes from STATE_DIRECTORY, as under systemd
+    path.write_text(yaml.safe_dump(data))
+    config = load_offline_config(path, env={"SILENCE_TEST_PASSWORD": "x", **env})
+    hint = spare_hint(path, config, env)
+    assert hint.command(JOB_A).startswith(f"{prefix}" + ("/var/lib/tapis-watchdog " if env else ""))
+    assert f"--for {duration} " in hint.command(JOB_A)
+    assert hint.command(JOB_A).endswith(f"-c {path}")
+
+
+def test_notifications_and_metrics_carry_the_silence_fields() -> None:
+    message = build_message(
+        {
+            "event": "job_warned",
+            "job_uuid": JOB_A,
+            "rule": "r",
+            "reason": "x",
+            "cancel_at": "2026-03-01T12:30:00Z",
+            "spare_command": f"tapis-watchdog silence add {JOB_A} --for 2h",
+        }
+    )
+    assert "Cancel at: 2026-03-01T12:30:00Z" in message.body
+    assert f"To let it run: tapis-watchdog silence add {JOB_A} --for 2h" in message.body
+    metrics = Metrics(60.0)
+    metrics.observe_event({"event": "poll_completed", "jobs_seen": 3, "silences_active": 2})
+    assert metrics.silences_active._value.get() == 2

@@ -31,7 +31,7 @@ import anyio
 from watchdog import __version__
 from watchdog.act.actor import Actor
 from watchdog.config.fields import compact_duration
-from watchdog.config.model import Config, load_config
+from watchdog.config.model import Config, OfflineConfig, load_config
 from watchdog.errors import (
     ConfigError,
     ListenError,
@@ -433,7 +433,7 @@ class Daemon:
 
 
 def spare_hint(
-    config_path: Path, config: Config, env: Mapping[str, str] | None = None
+    config_path: Path, config: Config | OfflineConfig, env: Mapping[str, str] | None = None
 ) -> SpareHint:
     """How warnings write `tapis-watchdog silence add ...` so that it works where it is read:
     the configuration's absolute path, a duration within safety.max_silence, and

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from watchdog.errors import StateError
+from watchdog.service.silence_rows import SilenceRow, silence_rows
 from watchdog.state.schema import to_db
 
 if TYPE_CHECKING:
@@ -124,21 +124,6 @@ class HandCancel:
     by: str
     final_status: str | None
     latency_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class SilenceRow:
-    """A silence in force now, or one that ended in the window: who spared what, why, until."""
-
-    id: str
-    matches: str
-    rule: str | None
-    by: str
-    reason: str
-    created_at: datetime
-    until: datetime
-    active: bool
-    ended_by: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,28 +425,5 @@ def build_summary(
         hand_cancels=_hand_cancels(events, names),
         timeline=_timeline(reader, now),
         counts=counts,
-        silences=_silences(reader, now, start),
+        silences=silence_rows(reader, now, start),
     )
-
-
-def _silences(reader: StateReader, now: datetime, start: datetime) -> tuple[SilenceRow, ...]:
-    try:
-        kept = reader.silences(ended_since=start)
-    except StateError:
-        return ()  # a store of an older schema, not yet migrated by a daemon: no silences yet
-    rows = [
-        SilenceRow(
-            id=s.id,
-            matches=s.describe().removesuffix(f"; rule {s.rule}"),
-            rule=s.rule,
-            by=s.created_by,
-            reason=s.reason,
-            created_at=s.created_at,
-            until=s.until,
-            active=s.active(now),
-            ended_by=s.ended_by,
-        )
-        for s in kept
-        if s.created_at <= now
-    ]
-    return tuple(sorted(rows, key=lambda r: (not r.active, r.until, r.id)))
