@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +73,27 @@ def test_python_dash_m_watchdog_is_the_same_command():
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"tapis-watchdog {__version__}"
+
+
+def _commands(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_readme_documents_every_command_and_option():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    missing = []
+    for path, sub in [((), parser), *_commands(parser)]:
+        if path and f"`{' '.join(path)}" not in readme:
+            missing.append(" ".join(path))
+        missing.extend(
+            f"{' '.join(path)} {option}"
+            for action in sub._actions
+            for option in action.option_strings
+            if option.startswith("--") and option != "--help" and option not in readme
+        )
+    assert not missing, f"README lacks {missing}"
