@@ -40,6 +40,7 @@ def test_attempts_survive_reopening_and_are_pruned_with_their_job(tmp_path: Path
     path = tmp_path / "s.db"
     with StateStore.open(path) as store:
         store.observe_jobs({"a": "RUNNING"}, T0)
+        store.observe_jobs({}, T0)  # the next poll no longer lists it: it ages out from here
         cancel = store.begin_cancel("a", "r", T0)
         store.begin_attempt(cancel, T0)
     with StateStore.open(path) as store:

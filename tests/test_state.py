@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watchdog.errors import StateError
+from watchdog.state.reader import StateReader, record_last_poll
 from watchdog.state.store import MIGRATIONS, CancelRecord, Decision, StateStore
 
 if TYPE_CHECKING:
@@ -422,3 +423,48 @@ def test_sqlite_is_real_and_other_processes_see_commits(db: Path) -> None:
         finally:
             reader.close()
     assert os.path.getsize(db) > 0  # noqa: PTH202
+
+
+def test_a_poll_where_nothing_changed_writes_no_job_rows(db: Path) -> None:
+    with StateStore.open(db) as s:
+        s.observe_jobs({"a": "RUNNING", "b": "QUEUED"}, at(0))
+        changes = s._conn.total_changes
+        s.observe_jobs({"a": "RUNNING", "b": "QUEUED"}, at(1))
+        assert s._conn.total_changes == changes
+        s.observe_jobs({"a": "RUNNING", "b": "RUNNING"}, at(2))
+        assert s._conn.total_changes == changes + 1
+
+
+def test_a_listed_job_is_kept_and_ages_out_from_the_poll_that_no_longer_lists_it(
+    db: Path,
+) -> None:
+    with StateStore.open(db) as s:
+        s.record_match("long-job", "r", at(0))
+        s.record_match("ended-job", "r", at(0))
+        s.observe_jobs({"long-job": "RUNNING", "ended-job": "RUNNING"}, at(0))
+        assert s.prune(at(50)) == 0  # both still listed, however long ago
+        s.observe_jobs({"long-job": "RUNNING"}, at(60))  # ended-job left the listing at 60
+        assert s.prune(at(59)) == 0
+        assert s.prune(at(61)) == 2  # ended-job's decision and row
+        assert s.decision("long-job", "r") is not None
+        assert s.decision("ended-job", "r") is None
+
+
+def test_the_last_poll_is_rewritten_only_when_its_counts_change(db: Path) -> None:
+    with StateStore.open(db) as s:
+        record_last_poll(s, at(0), {"RUNNING": 2})
+        s.append_event({"event": "poll_completed", "timestamp": at(0)})
+        changes = s._conn.total_changes
+        record_last_poll(s, at(1), {"RUNNING": 2})
+        assert s._conn.total_changes == changes
+        s.append_event({"event": "poll_completed", "timestamp": at(1)})
+    with StateReader.open(db) as reader:
+        last = reader.last_poll()
+        assert last is not None
+        assert (last.at, dict(last.by_status)) == (at(1), {"RUNNING": 2})
+    with StateStore.open(db) as s:
+        record_last_poll(s, at(2), {"RUNNING": 1, "QUEUED": 1})
+    with StateReader.open(db) as reader:
+        last = reader.last_poll()
+        assert last is not None
+        assert (last.at, dict(last.by_status)) == (at(2), {"QUEUED": 1, "RUNNING": 1})

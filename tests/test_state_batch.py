@@ -103,7 +103,7 @@ def test_the_decision_step_costs_the_same_statements_for_100_and_1000_jobs(
     assert small == large
     assert small["plan"] == 0
     assert small["snapshot"] <= 7  # five queries in one read transaction
-    assert small["observe"] <= 4
+    assert small["observe"] <= 5  # three statements (changed rows, jobs that left) in one
     assert small["apply"] <= 14
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from watchdog.state.schema import Decision, from_db, to_db
+from watchdog.state.schema import LISTED, Decision, from_db, to_db
 from watchdog.state.snapshot import StateSnapshot
 
 if TYPE_CHECKING:
@@ -68,8 +68,16 @@ def _json(rows: Iterable[Any]) -> str:
 
 
 def observe(conn: sqlite3.Connection, statuses: Mapping[str, str], at: datetime) -> None:
-    """Record each listed job's status; a job back in a status after another drops the old
-    visit's clock for it (two statements)."""
+    """Record a whole poll's listing: each job's status, and which jobs left it (three
+    statements).
+
+    Only what changed is written, so a poll where nothing changed writes nothing here: a new job,
+    a job in another status than last time (a new visit: the old visit's clock for its status is
+    dropped), a job back in the listing, and a job that left it. A listed job's `last_seen_at` is
+    `LISTED`, which no prune reaches; when it leaves the listing (it ended, or is no longer
+    watched) it becomes the time of the first poll without it, so its records are kept for the
+    retention from then on.
+    """
     pairs = _json([uuid, status] for uuid, status in statuses.items())
     conn.execute(
         "DELETE FROM status_clocks WHERE (job_uuid, status) IN (SELECT j.value ->> 0, "
@@ -80,8 +88,14 @@ def observe(conn: sqlite3.Connection, statuses: Mapping[str, str], at: datetime)
     conn.execute(
         "INSERT INTO jobs (job_uuid, status, last_seen_at) SELECT value ->> 0, value ->> 1, ?2 "
         "FROM json_each(?1) WHERE true ON CONFLICT (job_uuid) DO UPDATE SET "
-        "status = excluded.status, last_seen_at = max(last_seen_at, excluded.last_seen_at)",
-        (pairs, to_db(at)),
+        "status = excluded.status, last_seen_at = ?2 "
+        "WHERE jobs.status IS NOT excluded.status OR jobs.last_seen_at <> ?2",
+        (pairs, LISTED),
+    )
+    conn.execute(
+        "UPDATE jobs SET last_seen_at = ?2 WHERE last_seen_at = ?3 AND job_uuid NOT IN "
+        "(SELECT value ->> 0 FROM json_each(?1))",
+        (pairs, to_db(at), LISTED),
     )
 
 

@@ -6,12 +6,14 @@ and never change one: WAL mode lets them read while the daemon writes. Every met
 `StateError` when SQLite fails.
 
 The last poll is recorded under the meta key `last_poll` by `record_last_poll` (the daemon calls
-it after each good poll): its time and its jobs by status, so an offline report shows the same
-watched-jobs figures as the page.
+it after each good poll): its jobs by status, so an offline report shows the same watched-jobs
+figures as the page. It is written only when those counts change (a poll where nothing changed
+writes as little as it can); its time is then the latest `poll_completed` in the audit trail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,7 +56,13 @@ class LastPoll:
 
 def record_last_poll(store: StateStore, at: datetime, by_status: Mapping[str, int]) -> None:
     """Remember the last good poll (time, jobs by status) for the page and `report`."""
-    body = {"at": at.isoformat(), "by_status": dict(sorted(by_status.items()))}
+    counts = dict(sorted(by_status.items()))
+    current = store.get_meta(LAST_POLL_KEY)
+    if current is not None:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            if orjson.loads(current).get("by_status") == counts:
+                return
+    body = {"at": at.isoformat(), "by_status": counts}
     store.set_meta(LAST_POLL_KEY, orjson.dumps(body).decode())
 
 
@@ -125,6 +133,12 @@ class StateReader(SilenceReads):
             by_status = {str(k): int(v) for k, v in body["by_status"].items()}
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             return None
+        rows = self._query(
+            "SELECT at FROM events WHERE event = 'poll_completed' ORDER BY at DESC LIMIT 1"
+        )
+        completed = from_db(rows[0][0]) if rows else None
+        if completed is not None and completed > at:
+            at = completed
         return LastPoll(at=at, by_status=by_status)
 
     def events_since(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "JOB_TABLES",
+    "LISTED",
     "MIGRATIONS",
     "PENDING",
     "CancelRecord",
@@ -130,6 +131,12 @@ JOB_TABLES = (
     "notifications",
     "jobs",
 )
+
+
+LISTED = 2**62
+"""`jobs.last_seen_at` of a job the last whole poll listed: later than any time, so never pruned
+(a poll then writes nothing for an unchanged job); it becomes a time when the job leaves the
+listing."""
 
 
 def to_db(at: datetime) -> int:

@@ -64,7 +64,8 @@ class StateStore(AuditTrail, SilenceTable):
 
         A job seen in a different status than last time has started a new visit: the clock kept
         for its new status (from an earlier visit) is dropped, so `record_status_entry` records
-        the new one. Seeing a job also keeps its records from being pruned.
+        the new one. A listed job's records are never pruned; they age out from the first poll
+        that no longer lists it. Unchanged jobs are not written at all.
         """
         with self._write() as conn:
             batch.observe(conn, statuses, at)
