@@ -22,6 +22,7 @@ from watchdog.service.render import render_html, render_summary, summary_dict
 from watchdog.service.snapshot import LiveState, PollSnapshot
 from watchdog.service.summary import build_summary
 from watchdog.service.web import StatusPage
+from watchdog.state.batch import BREAKER_META_KEY
 from watchdog.state.reader import StateReader, record_last_poll
 from watchdog.state.store import StateStore
 
@@ -99,6 +100,7 @@ def world(tmp_path: Path) -> dict[str, Any]:
     store.record_warned("u-grace", "graced", NOW - timedelta(minutes=10))
     store.record_match("u-shadow", "shadow", NOW - timedelta(minutes=20))
     record_last_poll(store, NOW - timedelta(minutes=2), {"RUNNING": 4, "QUEUED": 1})
+    store.set_meta(BREAKER_META_KEY, "1")
     store.close()
     return {"config": config, "path": config_path, "state": state}
 
@@ -144,6 +146,7 @@ def test_health_hand_cancels_skips_warnings_and_counts(world: dict[str, Any]) ->
     assert health.next_poll == NOW - timedelta(minutes=1)
     assert health.failures_since == 1
     assert health.healthy is True
+    assert health.breaker_open is True
     assert health.live is False
     assert summary.jobs_by_status == {"QUEUED": 1, "RUNNING": 4}
     hand = {row.job_uuid: row for row in summary.hand_cancels}
@@ -197,6 +200,23 @@ def test_report_command_reads_the_store_offline(
     data = json.loads(capsys.readouterr().out)
     assert {row["job_uuid"] for row in data["cancels"]} == {"u-ok", "u-late", "u-bad"}
     assert main(["report", "-c", str(world["path"]), "--since", "soon"]) == 2
+
+
+def test_report_needs_no_credentials(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REPORT_TEST_PASSWORD", raising=False)
+    path = world["path"]
+    data = yaml.safe_load(path.read_text())
+    data["tapis"] = {
+        "base_url": "https://tapis.example.org",
+        "tenant_id": "t",
+        "username": "alice",
+        "password": "${REPORT_TEST_PASSWORD}",
+    }
+    path.write_text(yaml.safe_dump(data))
+    assert main(["report", "-c", str(path), "--format", "markdown", "--since", "30d"]) == 0
+    assert "## Cancels: 3 (2 need a look)" in capsys.readouterr().out
 
 
 def test_report_without_a_store_creates_none(

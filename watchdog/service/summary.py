@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from watchdog.service.silence_rows import SilenceRow, silence_rows
+from watchdog.state.batch import BREAKER_META_KEY
 from watchdog.state.schema import to_db
 
 if TYPE_CHECKING:
@@ -375,7 +376,7 @@ def build_summary(
         next_poll=next_poll,
         poll_interval_s=interval.total_seconds(),
         failures_since=reader.count_events("poll_failed", last_good),
-        breaker_open=reader.meta("circuit_open") == "1",
+        breaker_open=reader.meta(BREAKER_META_KEY) == "1",
         dry_run=dry_run,
         healthy=last_good is not None and now - last_good < _HEALTHY_INTERVALS * interval,
         live=live is not None,
