@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -151,6 +151,46 @@ def format_timestamp(moment: datetime) -> str:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
+"""No Tapis job is older than this: an earlier time in a record is a defect, not a fact."""
+FUTURE_SLACK = timedelta(days=1)
+"""A time later than this past the clock reading it cannot be true yet."""
+CLOCK_SKEW = timedelta(minutes=1)
+"""How far a job's later times may read before its `created` (separate hosts stamp them)."""
+_CHECKED_TIMES = (
+    ("created", "created"),
+    ("remoteSubmitted", "remote_submitted"),
+    ("remoteStarted", "remote_started"),
+    ("ended", "ended"),
+)
+
+
+def implausible_times(job: Job, now: datetime) -> dict[str, str]:
+    """The job's times that cannot be true at `now`, by Tapis field, each with the reason.
+
+    A time before 2000, more than a day after `now`, or (for the times after creation) more than
+    a minute before `created` is a defect of the record: conditions on it are unknown, never true.
+    """
+    found: dict[str, str] = {}
+    created: datetime | None = None
+    for field, attr in _CHECKED_TIMES:
+        moment: datetime | None = getattr(job, attr)
+        if moment is None:
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        shown = format_timestamp(moment)
+        if moment < EARLIEST_PLAUSIBLE:
+            found[field] = f"{field} {shown} is before 2000"
+        elif moment > now + FUTURE_SLACK:
+            found[field] = f"{field} {shown} is more than a day in the future"
+        elif field == "created":
+            created = moment
+        elif created is not None and moment < created - CLOCK_SKEW:
+            found[field] = f"{field} {shown} is before created {format_timestamp(created)}"
+    return found
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from watchdog.config.fields import compact_duration
 from watchdog.config.rule_schema import INPUT_SOURCES, compile_pattern
 from watchdog.durations import format_duration
+from watchdog.jobs import implausible_times
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -66,21 +67,35 @@ class Facts:
         self.status_since = status_since
 
     @cached_property
-    def started(self) -> datetime | None:
-        return aware(self.job.remote_started)
+    def impossible(self) -> dict[str, str]:
+        """The record's times that cannot be true (see `jobs.implausible_times`): unknown here."""
+        return implausible_times(self.job, self.now)
 
     @cached_property
-    def runtime(self) -> timedelta:
-        """now - remoteStarted (0 before the start); a job that ended stops its clock."""
+    def started(self) -> datetime | None:
+        return None if "remoteStarted" in self.impossible else aware(self.job.remote_started)
+
+    @cached_property
+    def runtime(self) -> timedelta | None:
+        """now - remoteStarted (0 before the start); a job that ended stops its clock. None when
+        remoteStarted (or the end of an ended job) cannot be true."""
+        if "remoteStarted" in self.impossible:
+            return None
         started = self.started
         if started is None:
             return _ZERO
         end = aware(self.job.ended) if self.job.is_terminal and self.job.ended else None
+        if end is not None and "ended" in self.impossible:
+            return None
         return max((end or self.now) - started, _ZERO)
+
+    def why_unknown(self, *fields: str) -> str:
+        """The defects of `fields`, for a reason sentence."""
+        return "; ".join(self.impossible[f] for f in fields if f in self.impossible)
 
     @cached_property
     def age(self) -> timedelta | None:
-        created = aware(self.job.created)
+        created = None if "created" in self.impossible else aware(self.job.created)
         return None if created is None else max(self.now - created, _ZERO)
 
     @cached_property
@@ -88,8 +103,8 @@ class Facts:
         if self.status_since is not None:
             return aware(self.status_since)
         if self.job.status == "RUNNING":
-            return aware(self.job.remote_started)
-        if self.job.status == "QUEUED":
+            return self.started
+        if self.job.status == "QUEUED" and "remoteSubmitted" not in self.impossible:
             return aware(self.job.remote_submitted)
         return None
 
@@ -168,10 +183,14 @@ class RuntimeOver:
     key: ClassVar[str] = "runtime_over"
 
     def decide(self, facts: Facts) -> Tri:
-        return facts.runtime > self.threshold
+        runtime = facts.runtime
+        return None if runtime is None else runtime > self.threshold
 
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         runtime, limit = facts.runtime, compact_duration(self.threshold)
+        if runtime is None:
+            reason = f"runtime unknown ({facts.why_unknown('remoteStarted', 'ended')})"
+            return _leaf(path, reason, holds=None)
         if self.decide(facts):
             shown = format_duration(runtime, above=self.threshold)
             return _leaf(path, f"runtime {shown} exceeds {limit}", holds=True)
@@ -199,7 +218,8 @@ class AgeOver:
         age, limit = facts.age, compact_duration(self.threshold)
         holds = self.decide(facts)
         if age is None:
-            return _leaf(path, "age unknown (the job has no created time)", holds=holds)
+            why = facts.why_unknown("created") or "the job has no created time"
+            return _leaf(path, f"age unknown ({why})", holds=holds)
         if holds:
             shown = format_duration(age, above=self.threshold)
             return _leaf(path, f"age {shown} exceeds {limit}", holds=True)
@@ -268,7 +288,10 @@ class NodeHoursOver:
             return None
         if not math.isfinite(self.limit):
             return self.limit < 0
-        return facts.runtime // timedelta(microseconds=1) * nodes > self._node_us
+        runtime = facts.runtime
+        if runtime is None:
+            return None
+        return runtime // timedelta(microseconds=1) * nodes > self._node_us
 
     def evaluate(self, facts: Facts, path: str) -> Outcome:
         nodes = facts.job.node_count
@@ -276,6 +299,9 @@ class NodeHoursOver:
         if nodes is None:
             return _leaf(path, "node hours unknown (the job has no nodeCount)", holds=holds)
         runtime = facts.runtime
+        if runtime is None:
+            reason = f"node hours unknown ({facts.why_unknown('remoteStarted', 'ended')})"
+            return _leaf(path, reason, holds=holds)
         exact = Fraction(runtime // timedelta(microseconds=1), 1_000_000) / _HOUR * nodes
         how = f"({nodes} node{'s' if nodes != 1 else ''} x {_hours(runtime)})"
         shown, limit = f"{float(exact):.1f}", _number(self.limit)

@@ -46,6 +46,7 @@ from watchdog.poll.scan import poll_jobs
 from watchdog.redaction import register_basic_credentials
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.rules.silence import SpareHint
+from watchdog.service.defects import DefectLog
 from watchdog.service.digest import DigestScheduler, digest_targets
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
 from watchdog.service.notify import Notifier
@@ -112,6 +113,7 @@ class Daemon:
     _stopped_logged: bool = False
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
     _parsed: JobCache = field(default_factory=JobCache)
+    _defects: DefectLog = field(default_factory=DefectLog)
 
     @property
     def dry_run(self) -> bool:
@@ -269,10 +271,14 @@ class Daemon:
                 parse=self._parsed.parse,
             )
         except (PollError, TapisError) as exc:
+            self._defects.poll_done(complete=False)
             self._poll_failed(str(exc), calls_before, started)
             return False
         self._parsed.keep()
         now = datetime.now(UTC)
+        for job_uuid, defect in self._defects.time_defects(result.jobs, now):
+            self._report_defect(f"job {job_uuid}: {defect}: its time conditions are unknown")
+        self._defects.poll_done(complete=True)
         # Before the decisions, so a cancel a silence held back follows its silence_expired.
         for silence in self.store.claim_expired_silences(now):
             self.events.silence_expired(silence)
@@ -313,10 +319,15 @@ class Daemon:
         self.systemd.watchdog()  # the loop is alive; Tapis trouble is not a reason to restart
 
     def _malformed(self, job_uuid: str | None, detail: str) -> None:
+        if self._defects.is_new(job_uuid, detail):
+            self._report_defect(f"skipped malformed job record {job_uuid or '<no uuid>'}: {detail}")
+
+    def _report_defect(self, error: str) -> None:
+        """A defect of a listed record, logged once (see `service.defects`)."""
         self.events.tapis_error(
             operation="getJobSearchList",
             http_status=None,
-            error=f"skipped malformed job record {job_uuid or '<no uuid>'}: {detail}",
+            error=error,
             retry_in_s=None,
         )
 
