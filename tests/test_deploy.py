@@ -161,3 +161,15 @@ def test_a_misnamed_metric_would_be_caught(name: str) -> None:
     sample = "# TYPE tapis_watchdog_jobs_watched gauge\ntapis_watchdog_jobs_watched 3\n"
     assert name not in _exported(sample)
     assert "tapis_watchdog_jobs_watched" in _exported(sample)
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    # promtool parses rule expressions: each query becomes a recording rule, with Grafana's
+    # variables replaced by what they hold.
+    exprs = [e.replace("$job", "tapis-watchdog").replace("$instance", ".*") for e in _panel_exprs()]
+    rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = _promtool("check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
