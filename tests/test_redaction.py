@@ -230,3 +230,30 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.parametrize("password", ["a", "login"])
+def test_weak_passwords_leave_stdout_and_history_readable(tmp_path: Path, password: str) -> None:
+    """The reproduction: a real `run --once` with the password `a` or `login`, then `history`.
+
+    The first poll's login fails once (503), so a `tapis_error` with operation `login` is
+    logged; the retry logs in and the poll completes."""
+    with service(tmp_path, {**fleet(HEALTHY), "users": {"alice": password}}) as svc:
+        svc.sim.set_fault(kind="error", endpoint="tokens", status=503, count=1)
+        text = yaml.safe_load(config_text(svc.base_url, tmp_path))
+        text["tapis"]["password"] = password
+        config = svc.write_config(yaml.safe_dump(text))
+        run = _cli(tmp_path, "run", "--once", "-c", str(config))
+    history = _cli(tmp_path, "history", "--json", "-c", str(config))
+    assert run.returncode == 0, run.stderr
+    stdout = [json.loads(line) for line in run.stdout.splitlines()]
+    stored = [json.loads(line) for line in history.stdout.splitlines()]
+    for events in (stdout, stored):
+        names = [e["event"] for e in events]
+        assert "watchdog_started" in names
+        assert "poll_completed" in names
+        errors = [e for e in events if e["event"] == "tapis_error"]
+        assert errors, names
+        assert {e["operation"] for e in errors} == {"login"}
+        assert {e["level"] for e in errors} == {"warning"}
+        assert all(REDACTED not in json.dumps(e) for e in events), events
