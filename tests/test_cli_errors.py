@@ -187,3 +187,52 @@ def test_a_broken_configuration_is_invalid_configuration(
     config = write_config(tmp_path, poll={"interval": "soon"})
     assert main(["check", "-c", str(config)]) == EXIT_USAGE
     assert_one_line(capsys.readouterr().err, "invalid configuration", "poll.interval")
+
+
+# -- odd inputs: each a one-line answer with the documented code, never "unexpected" --------------
+
+
+def test_odd_inputs_get_a_one_line_answer_not_an_unexpected_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    StateStore.open(tmp_path / "state.db").close()
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "cases:\n- job: {status: RUNNING, remoteStarted: '-99999999999d'}\n  expect: none\n",
+        encoding="utf-8",
+    )
+    for argv, code, needle in (
+        (["history", "-c", str(config), "--since", "99999999999d"], 2, "--since: too long"),
+        (["report", "-c", str(config), "--since", "99999999999d"], 2, "--since: too long"),
+        (
+            [
+                "silence",
+                "add",
+                "-c",
+                str(config),
+                "some-job-uuid",
+                "--for",
+                "99999999999d",
+                "--reason",
+                "r",
+            ],
+            2,
+            "--for: too long",
+        ),
+        (["test-rules", "-c", str(config), str(cases)], 2, "too far from now"),
+        (["sim", "--fleet", str(tmp_path / "nope.yaml")], 2, "No such file or directory"),
+        (["init", str(config)], 2, "is not a directory"),
+    ):
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert_one_line(err, needle)
+        assert "unexpected error" not in err
+        assert "Errno" not in err
+
+
+def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    done = watchdog("check", "-c", str(config), cwd=tmp_path, shell_prefix=">&-")
+    assert "Traceback" not in done.stderr
+    assert "unexpected error" not in done.stderr

@@ -400,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level=args.log_level, log_format=args.log_format)
     try:
         code = _run(_resolve(args.handler), args)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()
     except BrokenPipeError:
         _stdout_gone()
         return EXIT_PIPE

@@ -233,7 +233,9 @@ def load_fleet(path: str | Path) -> Fleet:
     try:
         text = Path(path).read_text(encoding="utf-8")
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except OSError as exc:
+        raise ConfigError([f"cannot read fleet: {exc.strerror or exc}"], source=str(path)) from exc
+    except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError([f"cannot read fleet: {exc}"], source=str(path)) from exc
     return Fleet.from_dict(data or {}, source=str(path))
 

@@ -73,6 +73,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         since = datetime.now(UTC) - parse_duration(args.since)
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from exc
+    except OverflowError:
+        raise UsageError(f"--since: too long, got {args.since!r}") from None
     config = load_offline_config(Path(args.config))
     if not Path(config.state.path).exists():
         # Opening would create an empty store, in a place the daemon may not own.

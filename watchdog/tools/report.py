@@ -28,8 +28,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError("no configuration: pass -c FILE or set TAPIS_WATCHDOG_CONFIG")
     try:
         since = parse_duration(args.since)
+        _ = datetime.now(UTC) - since  # the window must start at a representable time
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from exc
+    except OverflowError:
+        raise UsageError(f"--since: too long, got {args.since!r}") from None
     if args.format not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {args.format!r}")
     # No Tapis call: the identity need not resolve here (no credentials needed).

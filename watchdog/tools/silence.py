@@ -137,6 +137,8 @@ def _duration(text: str, config: OfflineConfig) -> timedelta:
         duration = parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"--for: {exc}") from exc
+    except OverflowError:
+        raise UsageError(f"--for: too long, got {text!r}") from None
     limit = config.safety.max_silence
     if duration.total_seconds() <= 0:
         raise UsageError(f"--for: must be longer than 0s, got {text!r}")

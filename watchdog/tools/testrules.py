@@ -92,6 +92,8 @@ def _time(value: Any, now: datetime, where: str) -> datetime:
             return now + parse_relative(text)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
+        except OverflowError:
+            raise ValueError(f"{where}: too far from now, got {text!r}") from None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
