@@ -183,23 +183,30 @@ def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
 # -- journald priorities --------------------------------------------------------------------------
 
 
-def _journal_run(tmp_path: Path, journal_stream: str | None) -> list[str]:
-    """`run --once` against a Tapis whose search fails, stdout into a file; its lines."""
+def _journal_run(tmp_path: Path, journal_stream: str | None, failing: str = "search") -> list[str]:
+    """`run --once` against a Tapis whose `failing` endpoint answers 500, stdout into a file."""
     out_path = tmp_path / "stdout.txt"
     with service(tmp_path, fleet(OFFENDER, HEALTHY)) as svc:
-        svc.sim.set_fault(kind="error", endpoint="search", status=500)
-        config = str(svc.write_config())
+        svc.sim.set_fault(kind="error", endpoint=failing, status=500)
+        config = str(svc.write_config(safety={"verify_timeout": "3s", "resend_after": "1s"}))
         with out_path.open("wb") as out:
             st = os.fstat(out.fileno())
             value = journal_stream or f"{st.st_dev}:{st.st_ino}"
             args = ("run", "--once", "-c", config)
             result = _run_once(tmp_path, *args, stdout=out, JOURNAL_STREAM=value)
-    assert result.returncode == 1, result.stderr
+    # A failed poll makes --once exit 1; a failed cancel does not.
+    assert result.returncode == (1 if failing == "search" else 0), result.stderr
     return out_path.read_text().splitlines()
 
 
-def test_priority_prefixes_when_stdout_is_the_journal(tmp_path: Path) -> None:
-    lines = _journal_run(tmp_path, None)
+@pytest.mark.parametrize(
+    ("failing", "warnings"),
+    [("search", {"poll_failed", "tapis_error"}), ("cancel", {"job_cancel_failed", "tapis_error"})],
+)
+def test_priority_prefixes_when_stdout_is_the_journal(
+    tmp_path: Path, failing: str, warnings: set[str]
+) -> None:
+    lines = _journal_run(tmp_path, None, failing)
     assert lines
     levels: dict[str, set[int]] = {}
     for line in lines:
@@ -208,9 +215,8 @@ def test_priority_prefixes_when_stdout_is_the_journal(tmp_path: Path) -> None:
         event = json.loads(match.group(2))
         assert int(match.group(1)) == PRIORITY[event["level"]], line
         levels.setdefault(event["event"], set()).add(int(match.group(1)))
-    # `journalctl -p warning` keeps priorities 0..4: the failed poll is among them.
-    assert levels["poll_failed"] == {4}
-    assert levels["tapis_error"] == {4}
+    # `journalctl -p warning` keeps priorities 0..4: exactly the warning-level events.
+    assert {name for name, prios in levels.items() if prios <= {0, 1, 2, 3, 4}} == warnings
     assert levels["watchdog_started"] == {6}
 
 
