@@ -476,3 +476,27 @@ def test_notifications_and_metrics_carry_the_silence_fields() -> None:
     metrics = Metrics(60.0)
     metrics.observe_event({"event": "poll_completed", "jobs_seen": 3, "silences_active": 2})
     assert metrics.silences_active._value.get() == 2
+
+
+def test_silence_events_reach_the_notification_targets_that_ask(tmp_path: Path) -> None:
+    from test_service_notify import recorder  # noqa: PLC0415 - its local webhook
+
+    with recorder() as hook:
+        config = _config(tmp_path)
+        data = yaml.safe_load(config.read_text())
+        data["notify"] = [{"url": hook.url, "events": ["silence_added", "silence_expired"]}]
+        config.write_text(yaml.safe_dump(data))
+        StateStore.open(tmp_path / "state.db").close()
+        added = _run(config, "add", JOB_A, "--for", "1h", "--reason", "night run", "--json")
+        assert added.returncode == 0, added.stderr
+        silence_id = json.loads(added.stdout)["silence_id"]
+        assert _run(config, "expire", silence_id, "--by", "pi").returncode == 0
+        titles = [b["title"] for b in hook.bodies]
+        assert titles == [
+            f"tapis-watchdog: silence added: silence {silence_id}",
+            f"tapis-watchdog: silence expired: silence {silence_id}",
+        ]
+        body = hook.bodies[0]["message"]
+        assert f"Matches: uuid {JOB_A}" in body
+        assert "Reason: night run" in body
+        assert "By: dana" in body

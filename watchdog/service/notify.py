@@ -104,7 +104,8 @@ def build_message(event: Mapping[str, Any]) -> Message:
     job = _text(event.get("job_uuid"))
     rule = _text(event.get("rule"))
     dry = " [dry run]" if event.get("dry_run") is True else ""
-    subject = f"job {job}" if job else "watchdog"
+    silence = _text(event.get("silence_id"))
+    subject = f"job {job}" if job else (f"silence {silence}" if silence else "watchdog")
     title = f"tapis-watchdog: {name.replace('_', ' ')}: {subject}{dry}"
     lines = [
         f"{label}: {value}"

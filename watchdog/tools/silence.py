@@ -3,7 +3,8 @@
 A silence is written to the state store (`state.path`), where the daemon reads it at its next
 poll: no reload, no Tapis credentials, no network. It is bounded: at most `safety.max_silence`
 long, and one that would spare every job needs an explicit `--all`. Adding and expiring one are
-events (`silence_added`, `silence_expired`) in the audit trail, with who, what, when and why.
+events (`silence_added`, `silence_expired`) in the audit trail, with who, what, when and why,
+and sent to the notification targets that subscribe to them (from the command, before it exits).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +23,12 @@ from watchdog.config.fields import compact_duration
 from watchdog.config.model import OfflineConfig, load_offline_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import StateError, UsageError
-from watchdog.events import EventLog, configure_logging, silence_fields
+from watchdog.events import EventLog, configure_logging, register_secret, silence_fields
 from watchdog.rules.silence import glob_matches_everything, spares
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from datetime import timedelta
 
     from watchdog.jobs import Job
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 # a tenant with another layout still works, but a pasted sentence or an option does not.
 _UUID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,}$")
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
+NOTIFY_TIMEOUT_S = 30.0
 
 
 def _out(text: str = "") -> None:
@@ -74,11 +77,35 @@ def default_author() -> str:
         return "unknown"
 
 
-def _events(store: StateStore) -> EventLog:
-    # The event goes to the audit trail; the person reads the sentence printed on stdout, so
-    # only warnings and errors reach the terminal (on stderr).
+@contextmanager
+def _events(store: StateStore, config: OfflineConfig, event: str) -> Iterator[EventLog]:
+    """The event log of one command: the audit trail, and the notification targets that
+    subscribe to `event` (sent before the command exits, within `NOTIFY_TIMEOUT_S`)."""
+    # The person reads the sentence printed on stdout, so only warnings and errors reach the
+    # terminal (on stderr).
     configure_logging(stream=sys.stderr, level="warning")
-    return EventLog(store)
+    targets = [(t.url.get_secret_value(), t.events) for t in config.notify if event in t.events]
+    if not targets:
+        yield EventLog(store)
+        return
+    from watchdog.service.notify import Notifier  # noqa: PLC0415 - Apprise only when needed
+
+    for url, _ in targets:
+        register_secret(url)
+    try:
+        notifier = Notifier(targets, claim=store.claim_notification, on_failure=_notify_failed)
+    except ValueError as exc:  # a URL Apprise cannot load: the silence itself still counts
+        _notify_failed(event, str(exc))
+        yield EventLog(store)
+        return
+    try:
+        yield EventLog(store, listeners=[notifier.observe_event])
+    finally:
+        notifier.close(NOTIFY_TIMEOUT_S)
+
+
+def _notify_failed(event: str, error: str) -> None:
+    print(f"tapis-watchdog: notification of {event} failed: {error}", file=sys.stderr)  # noqa: T201
 
 
 # ---------------------------------------------------------------------- explain
@@ -203,7 +230,8 @@ def _add(args: argparse.Namespace) -> int:
             app=app,
             rule=args.rule,
         )
-        _events(store).silence_added(silence)
+        with _events(store, config, "silence_added") as events:
+            events.silence_added(silence)
     finally:
         store.close()
     if args.json:
@@ -271,7 +299,8 @@ def _expire(args: argparse.Namespace) -> int:
         if after is None or after.ended_at is None:  # it expired by itself a moment ago
             _out(f"silence {before.id} already ended at {before.expires_at:{_TIME}}")
             return 0
-        _events(store).silence_expired(after)
+        with _events(store, config, "silence_expired") as events:
+            events.silence_expired(after)
     finally:
         store.close()
     _out(
