@@ -139,6 +139,16 @@ def test_every_metric_in_the_alerts_and_the_dashboard_exists_in_a_real_run(
         status, text = http_get(f"{started['metrics_url']}/metrics")
         assert daemon.stop(signal.SIGTERM) == 0
     assert status == 200
+    # The alerts' series exist before the first unconfirmed or failed cancel (at 0), or
+    # increase() would miss it.
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    for outcome in ("unconfirmed", "failed"):
+        key = ("tapis_watchdog_cancels_total", (("outcome", outcome), ("rule", "frontera-12h")))
+        assert samples[key] == 0
     exported = _exported(text)
     named = _named_metrics()
     assert len(named) >= 12

@@ -362,3 +362,18 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(listen: str) -> None:
     with pytest.raises(ValueError, match=r"host:port|IPv6|Expected"):
         parse_listen(listen)
+
+
+def test_declared_rules_start_every_per_rule_series_at_zero(metrics: Metrics) -> None:
+    # A counter that first appears at 1 is no increase to Prometheus: the first unconfirmed
+    # cancel of a rule would never fire its alert.
+    metrics.declare_rules(["frontera-12h", "stuck-staging"])
+    for rule in ("frontera-12h", "stuck-staging"):
+        assert _value(metrics, "tapis_watchdog_rule_matches_total", rule=rule) == 0
+        assert _value(metrics, "tapis_watchdog_cancels_requested_total", rule=rule) == 0
+        for outcome in ("cancelled", "unconfirmed", "failed"):
+            labels = {"rule": rule, "outcome": outcome}
+            assert _value(metrics, "tapis_watchdog_cancels_total", **labels) == 0
+    metrics.observe_event({"event": "job_cancel_unconfirmed", "rule": "frontera-12h"})
+    labels = {"rule": "frontera-12h", "outcome": "unconfirmed"}
+    assert _value(metrics, "tapis_watchdog_cancels_total", **labels) == 1

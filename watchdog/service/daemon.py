@@ -429,6 +429,7 @@ class Daemon:
         self.events.dry_run = self.dry_run
         if self.metrics is not None:
             self.metrics.set_interval(config.poll.interval.total_seconds())
+            self.metrics.declare_rules(rule.name for rule in rules)
         self.events.config_reloaded(
             config_path=str(self.config_path),
             rule_count=len(rules),
@@ -489,6 +490,7 @@ def build_daemon(
     built: list[Daemon] = []
     if config.metrics is not None:
         metrics = Metrics(config.poll.interval.total_seconds())
+        metrics.declare_rules(rule.name for rule in rules)
         page = StatusPage(config.state.path, live=lambda: built[0].live_state())  # noqa: PLW0108 - bound late
         try:
             server = start_server(config.metrics.listen, metrics)

@@ -178,6 +178,19 @@ class Metrics:
         self._interval = _check_interval(interval_s)
         self.poll_interval.set(self._interval)
 
+    def declare_rules(self, names: Iterable[str]) -> None:
+        """Export every per-rule series at 0 for the rules `names` (at start and on reload).
+
+        Prometheus sees a counter's first sample as its start, not as an increase: a series that
+        first appears at 1 (the first unconfirmed cancel of a rule) makes `increase()` 0, and the
+        alert on it would never fire. Series of rules removed by a reload stay, as counters do.
+        """
+        for rule in names:
+            self.rule_matches.labels(rule=rule)
+            self.cancels_requested.labels(rule=rule)
+            for outcome in _CANCEL_OUTCOMES.values():
+                self.cancels.labels(rule=rule, outcome=outcome)
+
     def set_jobs_watched(self, count: int) -> None:
         """Record how many active jobs the last poll saw."""
         self.jobs_watched.set(count)
