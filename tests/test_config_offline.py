@@ -201,6 +201,23 @@ def test_resend_after_follows_a_short_verify_timeout(
     assert config.safety.resend_after < config.safety.verify_timeout
 
 
+@pytest.mark.parametrize(
+    ("safety", "field", "value"),
+    [
+        ({"resend_after": "20m"}, "verify_timeout", timedelta(minutes=40)),
+        ({"resend_after": "5m"}, "verify_timeout", timedelta(minutes=15)),
+        ({"max_cancels_per_poll": 80}, "max_cancels_per_hour", 80),
+        ({"max_cancels_per_poll": 5}, "max_cancels_per_hour", 50),
+        ({"max_cancels_per_poll": 80, "max_cancels_per_hour": 60}, "max_cancels_per_hour", 60),
+    ],
+)
+def test_other_defaults_follow_what_was_written_beside_them(
+    tmp_path: Path, safety: dict[str, object], field: str, value: object
+) -> None:
+    path = write(tmp_path, tapis(access_token="t"), safety=safety)
+    assert getattr(load_config(path, env=NO_ENV).safety, field) == value
+
+
 def test_a_resend_after_written_too_long_is_still_an_error(tmp_path: Path) -> None:
     path = write(
         tmp_path, tapis(access_token="t"), safety={"verify_timeout": "20s", "resend_after": "30s"}

@@ -13,8 +13,9 @@
         notify   tuple[NotifyTarget]
         source   the file it came from
 
-Defaults follow what the user wrote: `safety.resend_after` defaults to 1m, or half of a
-`verify_timeout` of 2m or less, so a short `verify_timeout` alone is valid.
+Defaults follow what the user wrote (`SafetySettings`): `resend_after` is 1m, or half of a
+`verify_timeout` of 2m or less; `verify_timeout` is 15m, or twice a `resend_after` of 15m or more;
+`max_cancels_per_hour` is 50, or `max_cancels_per_poll` when that is larger.
 
 Each problem names its key path (with rule index and name), and the bad value unless it is a
 secret: `rules[2] (frontera-12h).when.runtime_over: expected a duration like "90m" or "12h", got
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from watchdog.config.fields import (
     Flag,
@@ -39,13 +39,12 @@ from watchdog.config.fields import (
     PositiveDuration,
     PositiveInt,
     StrictModel,
-    TextList,
-    duration,
     problem,
     problems,
     show,
 )
 from watchdog.config.rule_schema import RuleConfig  # noqa: TC001 - pydantic resolves it at runtime
+from watchdog.config.safety import ExemptSettings, SafetySettings
 from watchdog.config.source import (
     format_errors,
     key_path,
@@ -59,6 +58,22 @@ from watchdog.jobs import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+__all__ = [
+    "EVENTS",
+    "LIST_TYPES",
+    "Config",
+    "ExemptSettings",
+    "MetricsSettings",
+    "NotifyTarget",
+    "OfflineConfig",
+    "PollSettings",
+    "SafetySettings",
+    "StateSettings",
+    "TapisSettings",
+    "load_config",
+    "load_offline_config",
+]
 
 EVENTS: tuple[str, ...] = (
     "watchdog_started",
@@ -139,54 +154,6 @@ class StateSettings(StrictModel):
         if not isinstance(value, str | Path) or not str(value):
             raise problem(f"expected a file path, got {show(value)}")
         return value
-
-
-class ExemptSettings(StrictModel):
-    """Jobs that are never acted on, by exact tag, owner or UUID."""
-
-    tags: TextList = ()
-    owners: TextList = ()
-    uuids: TextList = ()
-
-
-DEFAULT_RESEND_AFTER = timedelta(minutes=1)
-
-
-class SafetySettings(StrictModel):
-    """Dry run, the circuit breaker, cancel verification (and its one re-send), the longest
-    silence `tapis-watchdog silence add` accepts, exemptions."""
-
-    dry_run: Flag = False
-    max_cancels_per_poll: PositiveInt = 10
-    max_cancels_per_hour: PositiveInt = 50
-    verify_timeout: PositiveDuration = timedelta(minutes=15)
-    resend_after: PositiveDuration = DEFAULT_RESEND_AFTER
-    max_silence: PositiveDuration = timedelta(days=7)
-    exempt: ExemptSettings = ExemptSettings()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _resend_follows_verify(cls, data: Any) -> Any:
-        # The default re-send must come before a short verify_timeout the user wrote.
-        if not isinstance(data, dict) or "resend_after" in data or "verify_timeout" not in data:
-            return data
-        try:
-            verify = duration(data["verify_timeout"])
-        except PydanticCustomError:
-            return data  # the field's own validator says what is wrong with it
-        if verify <= 2 * DEFAULT_RESEND_AFTER and verify > timedelta(0):
-            return {**data, "resend_after": verify / 2}
-        return data
-
-    @model_validator(mode="after")
-    def _check_resend(self) -> SafetySettings:
-        if self.resend_after >= self.verify_timeout:
-            raise problem(
-                f"must be shorter than verify_timeout ({show(self.verify_timeout)}), "
-                f"got {show(self.resend_after)}",
-                at=("resend_after",),
-            )
-        return self
 
 
 class MetricsSettings(StrictModel):

@@ -77,7 +77,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _out(
         f"  safety: dry_run={str(safety.dry_run).lower()}, "
         f"max {safety.max_cancels_per_poll}/poll and {safety.max_cancels_per_hour}/hour, "
-        f"verify {format_duration(safety.verify_timeout)}"
+        f"verify {format_duration(safety.verify_timeout)}, "
+        f"re-send after {format_duration(safety.resend_after)}"
     )
     _out(f"  rules ({len(rules)}):")
     for rule in rules:
