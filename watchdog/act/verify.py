@@ -1,6 +1,6 @@
 """Verify a sent cancel: follow the job until Tapis shows it terminal, or give up and say so.
 
-`CancelFollower` takes over once `actions.py` has sent a cancel (or found one recorded before a
+`CancelFollower` takes over once `actor.py` has sent a cancel (or found one recorded before a
 restart):
 
 - the job's status is checked with a doubling wait (capped at `follow_max_interval`) until it is

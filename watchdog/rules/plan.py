@@ -1,7 +1,7 @@
 """From a job's verdicts to what the watchdog does about it: pure, no I/O, no clock.
 
-The daemon (`actions.py`) and the offline rule tests (`testrules.py`) both call `plan`, so a rule
-test proves exactly what the daemon would do:
+The daemon (through `rules.poll_plan`), `explain` and the offline rule tests (`tools/testrules.py`)
+all call `plan`, so a rule test proves exactly what the daemon would do:
 
 - a matching `warn` rule warns;
 - a matching `cancel` rule with a grace period warns until `first_match + grace`, then is due;

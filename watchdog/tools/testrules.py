@@ -3,7 +3,7 @@
 A case file (YAML) holds jobs as partial Tapis records, a clock, and the verdict each job
 should get.
 Every case goes through the daemon's own code path (`jobs.parse_job` → `rules.evaluate` →
-`decide.plan`), so a passing case is what the daemon will do. Format::
+`rules.plan.plan`), so a passing case is what the daemon will do. Format::
 
     now: "2026-11-28T03:00:00Z"     # optional clock for every case (default: the current time)
     cases:
