@@ -69,10 +69,8 @@ def decision_step(store: StateStore, jobs: list[Job], now: datetime) -> dict[str
     store.trace(seen.append)
     try:
         statuses = {job.uuid: job.status for job in jobs}
-        store.observe_jobs(statuses, now)
-        counts["observe"] = len(seen)
         snapshot = store.snapshot(statuses, now)
-        counts["snapshot"] = len(seen) - counts["observe"]
+        counts["snapshot"] = len(seen)
         # The history step, as if every staging job's history said it entered 2 hours ago.
         entered = {job.uuid: now - 2 * H for job in jobs if job.uuid not in snapshot.status_entries}
         entered = {u: t for u, t in entered.items() if statuses[u] == "STAGING_INPUTS"}
@@ -103,15 +101,13 @@ def test_the_decision_step_costs_the_same_statements_for_100_and_1000_jobs(
     assert small == large
     assert small["plan"] == 0
     assert small["snapshot"] <= 7  # five queries in one read transaction
-    assert small["observe"] <= 5  # three statements (changed rows, jobs that left) in one
-    assert small["apply"] <= 14
+    assert small["apply"] <= 16  # the listing and the plan, in one transaction
 
 
 def test_the_snapshot_reads_back_what_apply_wrote(tmp_path: Path) -> None:
     jobs = fleet(50)
     with StateStore.open(tmp_path / "s.db") as store:
         statuses = {job.uuid: job.status for job in jobs}
-        store.observe_jobs(statuses, NOW)
         first = store.snapshot(statuses, NOW)
         entered = {j.uuid: NOW - 2 * H for j in jobs if j.status == "STAGING_INPUTS"}
         plan = plan_poll(jobs, RULES, first, NOW, SETTINGS, entered=entered)
@@ -137,6 +133,7 @@ def test_batched_writes_leave_the_rows_the_one_row_methods_leave(tmp_path: Path)
         batch.apply(
             StateChanges(
                 at=NOW,
+                seen=(("a", "RUNNING"), ("c", "BLOCKED"), ("d", "QUEUED")),
                 status_entries=(("c", "BLOCKED", NOW - 3 * H),),
                 matches=(("a", "r"), ("a", "s"), ("c", "r")),
                 warned=(("a", "r"), ("b", "r"), ("b", "t")),
@@ -146,6 +143,7 @@ def test_batched_writes_leave_the_rows_the_one_row_methods_leave(tmp_path: Path)
                 breaker_open=True,
             )
         )
+        rows.observe_jobs({"a": "RUNNING", "c": "BLOCKED", "d": "QUEUED"}, NOW)
         rows.record_status_entry("c", "BLOCKED", NOW - 3 * H)
         for uuid, rule in (("a", "r"), ("a", "s"), ("c", "r")):
             rows.record_match(uuid, rule, NOW)
@@ -164,3 +162,31 @@ def test_batched_writes_leave_the_rows_the_one_row_methods_leave(tmp_path: Path)
         assert not batch.claim_notification("a", "r", "job_warned:dry_run:x", NOW)
         seen = {"a": "RUNNING", "b": "RUNNING", "c": "BLOCKED", "d": "RUNNING"}
         assert batch.snapshot(seen, NOW) == rows.snapshot(seen, NOW)
+
+
+def test_a_clock_of_an_earlier_visit_is_not_read_and_is_dropped_with_the_plan(
+    tmp_path: Path,
+) -> None:
+    with StateStore.open(tmp_path / "v.db") as store:
+        store.apply(StateChanges(at=NOW - 3 * H, seen=(("a", "BLOCKED"),)))
+        store.record_status_entry("a", "BLOCKED", NOW - 3 * H)
+        assert store.snapshot({"a": "BLOCKED"}, NOW).status_entries == {"a": NOW - 3 * H}
+        store.apply(StateChanges(at=NOW - 2 * H, seen=(("a", "RUNNING"),)))
+        # Back in BLOCKED: the 3-hour-old clock belongs to the first visit.
+        assert store.snapshot({"a": "BLOCKED"}, NOW).status_entries == {}
+        store.apply(
+            StateChanges(
+                at=NOW, seen=(("a", "BLOCKED"),), status_entries=(("a", "BLOCKED", NOW - H),)
+            )
+        )
+        assert store.snapshot({"a": "BLOCKED"}, NOW).status_entries == {"a": NOW - H}
+        assert store.status_entry("a", "BLOCKED") == NOW - H
+
+
+def test_an_empty_listing_is_a_listing_and_changes_without_one_are_not(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "e.db") as store:
+        store.apply(StateChanges(at=NOW - 2 * H, seen=(("a", "RUNNING"), ("b", "RUNNING"))))
+        store.apply(StateChanges(at=NOW - H, cleared=(("a", "r"),)))  # no listing: nobody left
+        assert store.prune(NOW) == 0
+        store.apply(StateChanges(at=NOW - H, seen=()))  # a whole poll that listed nothing
+        assert store.prune(NOW) == 2  # both left an hour ago

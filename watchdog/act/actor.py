@@ -2,16 +2,15 @@
 
 Per poll, `Actor.handle_poll` runs the pipeline with data between the steps:
 
-1. record the listing (`StateStore.observe_jobs`: each job's status, one transaction);
-2. read what the store knows about these jobs at once (`StateStore.snapshot`, a fixed number of
-   queries whatever the number of jobs), or a dry run's view of it (`state.shadow.ShadowStore`);
-3. read the Tapis histories the plan needs (`poll.history`, concurrent, only for jobs whose
+1. read what the store knows about the listed jobs at once (`StateStore.snapshot`, a fixed number
+   of queries whatever the number of jobs), or a dry run's view of it (`state.shadow.ShadowStore`);
+2. read the Tapis histories the plan needs (`poll.history`, concurrent, only for jobs whose
    status clock is not kept yet and could matter);
-4. decide (`rules.poll_plan.plan_poll`, pure): matches, warnings, clears, skips (among them the
-   cancels the silences in force spare), the breaker and the cancels due;
-5. apply: the plan's state changes in one transaction, then its events in order, then notes into
-   the warned jobs' Tapis histories (`sendEvent`), look-ups of warned jobs that left the listing
-   (for their `job_cleared`), and the cancels.
+3. decide (`rules.poll_plan.plan_poll`, pure): the listing to record, matches, warnings, clears,
+   skips (among them the cancels the silences in force spare), the breaker and the cancels due;
+4. apply: the plan's state changes in one transaction (the listing first), then its events in
+   order, then notes into the warned jobs' Tapis histories (`sendEvent`), look-ups of warned jobs
+   that left the listing (for their `job_cleared`), and the cancels.
 
 A cancel is written to the state store as an intent before it is sent, then handed to
 `verify.CancelFollower`, which follows it until the job is terminal (`job_cancelled`) or
@@ -118,7 +117,6 @@ class Actor:
         """
         dry_run = self.dry_run
         statuses = {job.uuid: job.status for job in jobs}
-        self.store.observe_jobs(statuses, now)
         records = self._records(dry_run)
         snapshot = records.snapshot(statuses, now)
         wanted = jobs_needing_history(jobs, rules, snapshot, now)

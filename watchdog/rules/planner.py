@@ -105,6 +105,7 @@ class Planner:
         statuses = {job.uuid: job.status for job in jobs}
         changes = StateChanges(
             at=self.now,
+            seen=tuple(statuses.items()),
             status_entries=tuple(
                 (uuid, statuses[uuid], at) for uuid, at in entered.items() if uuid in statuses
             ),

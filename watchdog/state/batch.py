@@ -1,9 +1,9 @@
 """A poll's reads and writes as a fixed number of SQL statements, whatever the number of jobs.
 
 `read_snapshot` reads what the store knows about a poll's jobs in five queries; `write_changes`
-writes a plan's `StateChanges` in at most nine statements; `observe` records the poll's listing in
-two. Lists of jobs travel as one JSON array parameter, unpacked by SQLite's `json_each`, so a poll
-of 10,000 jobs costs the same number of statements as a poll of ten. The callers (`StateStore`)
+writes a plan's `StateChanges` (the listing first, with `observe`) in at most eleven statements.
+Lists of jobs travel as one JSON array parameter, unpacked by SQLite's `json_each`, so a poll of
+10,000 jobs costs the same number of statements as a poll of ten. The callers (`StateStore`)
 hold the transaction.
 """
 
@@ -114,9 +114,13 @@ def read_snapshot(
     for row in (*polled.fetchall(), *open_matches.fetchall()):
         decision = Decision.from_row(row)
         decisions[decision.job_uuid, decision.rule] = decision
+    # A clock is this visit's unless the job was last seen in another status: then it is an
+    # earlier visit's, which `observe` drops when the plan is written.
     clocks = conn.execute(
         "SELECT c.job_uuid, c.entered_at FROM json_each(?1) AS j JOIN status_clocks AS c "
-        "ON c.job_uuid = j.value ->> 0 AND c.status = j.value ->> 1",
+        "ON c.job_uuid = j.value ->> 0 AND c.status = j.value ->> 1 "
+        "LEFT JOIN jobs ON jobs.job_uuid = c.job_uuid "
+        "WHERE jobs.status IS NULL OR jobs.status = c.status",
         (_json([uuid, status] for uuid, status in statuses.items()),),
     ).fetchall()
     claims = conn.execute(
@@ -146,8 +150,10 @@ def read_snapshot(
 
 
 def write_changes(conn: sqlite3.Connection, changes: StateChanges) -> None:
-    """Write a plan's changes (at most nine statements, none for an empty list)."""
+    """Write a plan's changes (at most eleven statements, none for an empty list)."""
     at = to_db(changes.at)
+    if changes.seen is not None:
+        observe(conn, dict(changes.seen), changes.at)
     touched = {
         *(e[0] for e in changes.status_entries),
         *(k[0] for k in (*changes.matches, *changes.warned, *changes.cleared)),

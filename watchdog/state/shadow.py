@@ -7,7 +7,7 @@ and each dry run started afresh names every would-be cancel and warning again; w
 run, each is named once, as a real run would act once.
 
 What a dry run does write to the file: status clocks learnt from job histories (facts read from
-Tapis, the same whichever run reads them), the jobs it saw (`observe_jobs`), and its events in the
+Tapis, the same whichever run reads them), the jobs it saw and their statuses, and its events in the
 audit trail, each marked `dry_run`.
 
 Skips the real store remembers (a real run's `exempt`, `dry_run`, `circuit_open` or `unavailable`
@@ -63,9 +63,11 @@ class ShadowStore:
         )
 
     def apply(self, changes: StateChanges) -> None:
-        """Status clocks go to the real store; everything else stays in this memory."""
-        if changes.status_entries:
-            self.store.apply(StateChanges(at=changes.at, status_entries=changes.status_entries))
+        """The listing and status clocks go to the real store; the rest stays in this memory."""
+        facts = StateChanges(
+            at=changes.at, seen=changes.seen, status_entries=changes.status_entries
+        )
+        self.store.apply(facts)
         for decision in changes.decisions:
             self.decisions[decision.job_uuid, decision.rule] = decision
         self.dry_warnings.update(changes.dry_warnings)

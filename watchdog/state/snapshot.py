@@ -79,7 +79,8 @@ class StateSnapshot:
         decisions: every decision of a polled job, and every open match (matched, neither acted
             on nor cleared) of any job, by (job, rule).
         status_entries: for polled jobs, when each entered the status the poll saw it in, on its
-            current visit to that status.
+            current visit to that status (a clock of an earlier visit, left before the job came
+            back to the status, is not one).
         dry_warnings: the claims of dry-run warnings already logged, as (job, rule, claim key).
         breaker_open: the circuit breaker was open after the last poll that had cancels due.
         cancels_last_hour: real cancels sent (or maybe sent) in the rolling hour before now.
@@ -114,6 +115,9 @@ class StateChanges:
     in-memory store takes `decisions`, the decisions as the deltas leave them.
 
     Attributes:
+        seen: (job, status) of every job a whole poll listed, recorded first (`state.batch.observe`:
+            a job in another status than last time has started a new visit, and a job no longer
+            listed has left); None when the changes come with no listing.
         status_entries: (job, status, entered) learnt from job histories this poll.
         matches: (job, rule) whose match starts now (the first, or the first since cleared).
         warned: (job, rule) whose current match is warned about now.
@@ -127,6 +131,7 @@ class StateChanges:
     """
 
     at: datetime
+    seen: tuple[tuple[str, str], ...] | None = None
     status_entries: tuple[tuple[str, str, datetime], ...] = ()
     matches: tuple[Key, ...] = ()
     warned: tuple[Key, ...] = ()
@@ -140,7 +145,7 @@ class StateChanges:
     @property
     def empty(self) -> bool:
         """True when there is nothing to write."""
-        return not (
+        return self.seen is None and not (
             self.status_entries
             or self.matches
             or self.warned
