@@ -287,3 +287,31 @@ def test_an_exceeding_duration_is_shown_exceeding(limit: int, extra: int) -> Non
     above = timedelta(seconds=limit)
     text = format_duration(above + timedelta(seconds=extra), above=above)
     assert parse_duration(text) > above
+
+
+def test_a_failing_command_says_why_at_error_priority_under_the_journal(tmp_path: Path) -> None:
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("wb") as err:
+        st = os.fstat(err.fileno())
+        environ = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        result = subprocess.run(
+            [sys.executable, "-m", "watchdog", "check", "-c", str(tmp_path / "missing.yaml")],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=environ,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    text = err_path.read_text()
+    assert text.startswith("<3>tapis-watchdog: invalid configuration:"), text
+    # Off the journal, the same line has no prefix.
+    plain = subprocess.run(
+        [sys.executable, "-m", "watchdog", "check", "-c", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"},
+        timeout=60,
+        check=False,
+    )
+    assert plain.stderr.startswith("tapis-watchdog: invalid configuration:"), plain.stderr

@@ -344,9 +344,13 @@ def _resolve(spec: str) -> Handler:
 
 
 def _say(text: str) -> None:
+    from watchdog.logs import is_journal  # noqa: PLC0415 - loaded by main already
+
+    # Under systemd, the reason a unit failed is an error to `journalctl -p err` (sd-daemon(3)).
+    prefix = "<3>" if is_journal(sys.stderr) else ""
     # stderr itself may be gone (closed by the caller): there is no one left to tell.
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        print(f"tapis-watchdog: {text}", file=sys.stderr, flush=True)  # noqa: T201
+        print(f"{prefix}tapis-watchdog: {text}", file=sys.stderr, flush=True)  # noqa: T201
 
 
 def _where(exc: BaseException) -> str:
