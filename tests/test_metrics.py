@@ -283,6 +283,7 @@ def test_openmetrics_by_accept_header(metrics: Metrics, server: MetricsServer) -
     assert (response.getheader("Content-Type") or "").startswith("application/openmetrics-text")
     body = response.body.decode()  # type: ignore[attr-defined]
     assert body.endswith("# EOF\n")
+    assert "_created" not in body
     families = {f.name: f for f in openmetrics_families(body)}
     assert families["tapis_watchdog_cancels"].samples[0].value == 1
 
