@@ -25,6 +25,7 @@ from test_e2e_harness import (
     jobs_of,
     named,
     one,
+    parse_lines,
 )
 
 from watchdog.service.daemon import build_daemon
@@ -230,3 +231,17 @@ async def test_a_dry_run_resumes_no_cancel_a_real_run_left_pending(tenant: Tenan
     assert not named(events, "job_cancel_requested")
     with StateStore.open(t.state_path) as store:
         assert [c.job_uuid for c in store.pending_cancels()] == [uuid]
+
+
+def test_the_command_line_dry_run_repeated_names_the_same_jobs(tenant: TenantFactory) -> None:
+    """The reproduction as a user runs it: `run --once --dry-run` three times on one store."""
+    t = tenant(base_fleet(JOBS))
+    t.write_config(RULES)
+    runs = []
+    for _ in range(3):
+        done = t.command("run", "-c", str(t.config_path), "--once", "--dry-run")
+        assert done.returncode == 0, done.stderr
+        runs.append(parse_lines(done.stdout))
+    assert decided(runs[0]) == decided(runs[1]) == decided(runs[2])
+    assert jobs_of(runs[2], "job_cancel_skipped", why="dry_run") == t.uuids("over-a", "over-b")
+    assert decisions_in_store(t)["decisions"] == {}
