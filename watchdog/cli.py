@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the configuration and summarise its rules",
         description=(
             "Load and validate the configuration (every problem names its key path), then print a"
-            " one-line summary of each rule. Exit: 0 valid, 2 invalid."
+            " one-line summary of each rule. Needs no Tapis credentials: an unset ${VAR} or an "
+            "unreadable *_file in the tapis section is listed as not resolved here (run, cancel "
+            "and explain UUID need it). Exit: 0 valid, 2 invalid."
         ),
     )
     _add_config(p)
@@ -138,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Check the job's status, refuse a terminal job, ask for confirmation (unless --yes), "
             "cancel it, then follow its status until Tapis shows it terminal or "
-            "safety.verify_timeout passes. Exit: 0 cancelled; 1 terminal, declined or not "
+            "safety.verify_timeout passes. Recorded in the audit trail (manual, by) when the "
+            "state store exists. Exit: 0 cancelled; 1 terminal, declined or not "
             "confirmed; 2 no --yes without a terminal, or invalid configuration; 3 cannot "
             "authenticate; 4 unknown to Tapis or not visible."
         ),
@@ -153,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the audit trail from the state store",
         description=(
             "Print the events recorded in the state store (state.path) since a time, oldest "
-            "first. Exit: 0; 1 when there is no state store yet."
+            "first, one line each: time, event, [dry run], the job (uuid and name) and its rule "
+            "('by hand' for the cancel command's), the event's figures (jobs_seen, matches, "
+            "cancels, api_calls, duration_s for a poll), reason and error. Needs no Tapis "
+            "credentials. Exit: 0; 1 when there is no state store yet."
         ),
     )
     _add_config(p)
