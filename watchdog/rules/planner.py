@@ -234,19 +234,20 @@ class Planner:
         statuses (usually: it ended on its own during a grace period); a look-up of it is
         planned, for its `job_cleared`, only when its match had been warned about.
         """
-        open_matches = sorted(
+        # Only the matches that did not hold are put in order (oldest first), not every open one.
+        over = sorted(
             (
                 d
                 for d in self.decisions.values()
-                if d.first_match_at is not None and d.acted_at is None
+                if d.first_match_at is not None
+                and d.acted_at is None
+                and d.rule not in seen.get(d.job_uuid, ())
             ),
             key=lambda d: (d.first_match_at, d.job_uuid, d.rule),
         )
-        for decision in open_matches:
+        for decision in over:
             uuid, rule = decision.job_uuid, decision.rule
             job = by_uuid.get(uuid)
-            if job is not None and rule in seen.get(uuid, set()):
-                continue
             shadow = rule in dry_rules
             dry = self.settings.dry_run or shadow
             warned = decision.warned_at is not None
