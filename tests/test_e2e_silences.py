@@ -82,7 +82,7 @@ async def test_a_job_silenced_before_its_rule_fires_is_not_cancelled(
     added = silence(t, spared, "--for", "2h", "--reason", "converging, two more hours")
     assert listed(t) == [added["silence_id"]]
     for uuid in (spared, plain):  # both now run past the rule's 12 hours
-        t.sim.update_job(uuid, remoteStarted=ago(13))
+        t.sim.update_job(uuid, created=ago(14), remoteStarted=ago(13))
 
     second = await t.run_once()
     check_event_fields(second)

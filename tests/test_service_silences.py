@@ -64,7 +64,8 @@ def test_a_running_daemon_applies_a_silence_at_its_next_poll_and_keeps_it(
         # The next poll counts it; no reload was needed.
         daemon.wait_event("poll_completed", silences_active=1)
         late = format_timestamp(datetime.now(UTC) - timedelta(hours=13))
-        svc.sim.update_job(job, remoteStarted=late)
+        created = format_timestamp(datetime.now(UTC) - timedelta(hours=14))
+        svc.sim.update_job(job, created=created, remoteStarted=late)
         skipped_at, skipped = daemon.wait_event("job_cancel_skipped", job_uuid=job)
         assert (skipped["why"], skipped["silence_id"]) == ("silenced", silence_id)
 
