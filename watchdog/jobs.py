@@ -181,15 +181,16 @@ def implausible_times(job: Job, now: datetime) -> dict[str, str]:
             continue
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        shown = format_timestamp(moment)
+        # Every job is checked on every poll, and almost none is wrong: text only for a defect.
         if moment < EARLIEST_PLAUSIBLE:
-            found[field] = f"{field} {shown} is before 2000"
+            found[field] = f"{field} {format_timestamp(moment)} is before 2000"
         elif moment > now + FUTURE_SLACK:
-            found[field] = f"{field} {shown} is more than a day in the future"
+            found[field] = f"{field} {format_timestamp(moment)} is more than a day in the future"
         elif field == "created":
             created = moment
         elif created is not None and moment < created - CLOCK_SKEW:
-            found[field] = f"{field} {shown} is before created {format_timestamp(created)}"
+            shown, was = format_timestamp(moment), format_timestamp(created)
+            found[field] = f"{field} {shown} is before created {was}"
     return found
 
 

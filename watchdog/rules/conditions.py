@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from watchdog.config.fields import compact_duration
@@ -52,39 +51,74 @@ SOURCE_FIELDS: dict[str, str] = {
 
 def aware(moment: datetime | None) -> datetime | None:
     """A datetime in UTC; a naive one is taken to be UTC already."""
-    if moment is None:
-        return None
+    if moment is None or moment.tzinfo is UTC:
+        return moment
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_UNSET: Any = object()
 
 
 class Facts:
     """What the conditions read about one job at one moment, each computed once when first read
     (one `Facts` serves every rule evaluated for the job)."""
 
+    __slots__ = (
+        "_age",
+        "_entered",
+        "_impossible",
+        "_runtime",
+        "_started",
+        "job",
+        "now",
+        "status_since",
+    )
+
     def __init__(self, job: Job, now: datetime, status_since: datetime | None) -> None:
         self.job = job
         self.now = now
         self.status_since = status_since
+        self._impossible: Any = _UNSET
+        self._started: Any = _UNSET
+        self._runtime: Any = _UNSET
+        self._age: Any = _UNSET
+        self._entered: Any = _UNSET
 
-    @cached_property
+    @property
     def impossible(self) -> dict[str, str]:
         """The record's times that cannot be true (see `jobs.implausible_times`): unknown here."""
-        return implausible_times(self.job, self.now)
+        if self._impossible is _UNSET:
+            self._impossible = implausible_times(self.job, self.now)
+        impossible: dict[str, str] = self._impossible
+        return impossible
 
-    @cached_property
+    @property
     def started(self) -> datetime | None:
-        return None if "remoteStarted" in self.impossible else aware(self.job.remote_started)
+        if self._started is _UNSET:
+            job = self.job
+            self._started = (
+                None if "remoteStarted" in self.impossible else aware(job.remote_started)
+            )
+        started: datetime | None = self._started
+        return started
 
-    @cached_property
+    @property
     def runtime(self) -> timedelta | None:
         """now - remoteStarted (0 before the start); a job that ended stops its clock. None when
         remoteStarted (or the end of an ended job) cannot be true."""
+        if self._runtime is _UNSET:
+            self._runtime = self._compute_runtime()
+        runtime: timedelta | None = self._runtime
+        return runtime
+
+    def _compute_runtime(self) -> timedelta | None:
         if "remoteStarted" in self.impossible:
             return None
         started = self.started
         if started is None:
             return _ZERO
-        end = aware(self.job.ended) if self.job.is_terminal and self.job.ended else None
+        job = self.job
+        end = aware(job.ended) if job.is_terminal and job.ended else None
         if end is not None and "ended" in self.impossible:
             return None
         return max((end or self.now) - started, _ZERO)
@@ -93,20 +127,28 @@ class Facts:
         """The defects of `fields`, for a reason sentence."""
         return "; ".join(self.impossible[f] for f in fields if f in self.impossible)
 
-    @cached_property
+    @property
     def age(self) -> timedelta | None:
-        created = None if "created" in self.impossible else aware(self.job.created)
-        return None if created is None else max(self.now - created, _ZERO)
+        if self._age is _UNSET:
+            created = None if "created" in self.impossible else aware(self.job.created)
+            self._age = None if created is None else max(self.now - created, _ZERO)
+        age: timedelta | None = self._age
+        return age
 
-    @cached_property
+    @property
     def entered_status(self) -> datetime | None:
-        if self.status_since is not None:
-            return aware(self.status_since)
-        if self.job.status == "RUNNING":
-            return self.started
-        if self.job.status == "QUEUED" and "remoteSubmitted" not in self.impossible:
-            return aware(self.job.remote_submitted)
-        return None
+        if self._entered is _UNSET:
+            job = self.job
+            if self.status_since is not None:
+                self._entered = aware(self.status_since)
+            elif job.status == "RUNNING":
+                self._entered = self.started
+            elif job.status == "QUEUED" and "remoteSubmitted" not in self.impossible:
+                self._entered = aware(job.remote_submitted)
+            else:
+                self._entered = None
+        entered: datetime | None = self._entered
+        return entered
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,13 +82,17 @@ class Selector:
     def holds(self, job: Job) -> bool:
         """Whether the selector holds for the job (the decision `check` explains)."""
         value = self.read(job)
-        if isinstance(value, tuple):
-            if self.key == "tags_any":
-                return not self._exact.isdisjoint(value)
-            value = ", ".join(value)
-        if value in self._exact:
-            return True
-        return self._glob is not None and self._glob.match(value) is not None
+        if type(value) is str:
+            if value in self._exact:
+                return True
+            glob = self._glob
+            return glob is not None and glob.match(value) is not None
+        if self.key == "tags_any":
+            return not self._exact.isdisjoint(value)
+        text = ", ".join(value)
+        return text in self._exact or (
+            self._glob is not None and self._glob.match(text) is not None
+        )
 
     def check(self, job: Job) -> tuple[bool, str]:
         """Whether the selector holds for the job, and the sentence that says why."""

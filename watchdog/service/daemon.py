@@ -46,6 +46,7 @@ from watchdog.poll.scan import poll_jobs
 from watchdog.redaction import register_basic_credentials
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.rules.silence import SpareHint
+from watchdog.service.collector import PollCollector
 from watchdog.service.defects import DefectLog
 from watchdog.service.digest import DigestScheduler, digest_targets
 from watchdog.service.metrics import Metrics, MetricsServer, start_server
@@ -114,6 +115,7 @@ class Daemon:
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
     _parsed: JobCache = field(default_factory=JobCache)
     _defects: DefectLog = field(default_factory=DefectLog)
+    _collector: PollCollector = field(default_factory=PollCollector)
 
     @property
     def dry_run(self) -> bool:
@@ -299,6 +301,7 @@ class Daemon:
             silences_active=len(self.store.active_silences(now)),
         )
         self._prune_if_due(now)
+        self._collector.after_poll()
         status = self._status_line(f"last poll {now:%H:%M:%S}Z")
         if not self.ready_sent:
             self.systemd.ready(status)
