@@ -500,8 +500,9 @@ class JobCache:
         if type(uuid) is str:
             hit = self._last.get(uuid)
             if hit is not None and hit[0] == key:
-                self._next[uuid] = hit
-                return hit[1]
+                job = hit[1]
+                self._next[job.uuid] = hit  # the kept string: the record's copy goes with it
+                return job
         job = parse_job(record)
         if key is not None:
             self._next[job.uuid] = (key, job)
