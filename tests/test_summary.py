@@ -257,3 +257,29 @@ def test_page_routes_answer_without_tapis(world: dict[str, Any]) -> None:
     assert page.respond("/api/jobs/u-nobody").status == 404
     assert page.respond("/nothing").status == 404
     assert page.respond("/api/summary?since=forever").status == 400
+
+
+def test_the_page_is_read_only_over_wsgi(world: dict[str, Any]) -> None:
+    from wsgiref.util import setup_testing_defaults  # noqa: PLC0415
+
+    config = world["config"]
+    rules = compile_rules(config.rules)
+    live = LiveState(config=config, rules=rules, dry_run=True, snapshot=None, next_poll_at=None)
+    page = StatusPage(world["state"], live=lambda: live, clock=lambda: NOW)
+    answers: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def call(method: str, path: str, query: str = "") -> bytes:
+        environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path}
+        environ["QUERY_STRING"] = query
+        setup_testing_defaults(environ)
+        return b"".join(page(environ, lambda status, headers: answers.append((status, headers))))
+
+    assert b"dry run" in call("GET", "/", "since=2h")
+    status, headers = answers[-1]
+    assert status == "200 OK"
+    assert ("Cache-Control", "no-store") in headers
+    call("POST", "/api/summary")
+    assert answers[-1][0] == "405 Method Not Allowed"
+    assert ("Allow", "GET, HEAD") in answers[-1][1]
+    call("GET", "/jobs/u-ok")
+    assert answers[-1][0] == "200 OK"
