@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from test_service_harness import fleet, http_get, service
+from test_service_harness import PASSWORD, fleet, http_get, service
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -68,6 +68,7 @@ JOBS: list[dict[str, Any]] = [
     },
     {
         "name": "namd-in-grace",
+        "description": HOSTILE_DESCRIPTION,
         "status": "RUNNING",
         "appId": "namd",
         "execSystemId": "stampede3",
@@ -178,6 +179,8 @@ def test_the_page_shows_a_real_run_in_chromium(tmp_path: Path, browser: Browser)
         page.locator(f"#grace a[href='/jobs/{in_grace}']").click()
         page.wait_for_url(f"{url}/jobs/{in_grace}")
         assert page.locator("#job-name").inner_text() == "namd-in-grace"
+        assert page.get_by_text(HOSTILE_DESCRIPTION, exact=True).count() == 1
+        assert page.locator("img").count() == 0
         assert "grace period of rule namd-2h running" in page.locator("#conclusion").inner_text()
         job_api = json.loads(http_get(f"{url}/api/jobs/{in_grace}")[1])
         page_lines = page.locator("#explain").inner_text().splitlines()
@@ -191,6 +194,11 @@ def test_the_page_shows_a_real_run_in_chromium(tmp_path: Path, browser: Browser)
         assert "job_cancelled" in events_text
         assert "final_status=CANCELLED" in events_text
         assert dialogs == []
+        # No secret on any page: not the Tapis password, not a token.
+        for path in ("/", "/api/summary", f"/jobs/{in_grace}", f"/api/jobs/{in_grace}"):
+            body = http_get(f"{url}{path}")[1]
+            assert PASSWORD not in body
+            assert "eyJ" not in body  # the start of every JWT
         assert http_get(f"{url}/jobs/no-such-job")[0] == 404
         page.close()
 
