@@ -49,6 +49,12 @@ RULES: list[dict[str, Any]] = [
         "grace": "1h",
         "action": "cancel",
     },
+    # Searches descriptions, so the poll selects them and the job page shows them.
+    {
+        "name": "scratch-in-description",
+        "when": {"input_matches": {"pattern": "/scratch/", "in": ["description"]}},
+        "action": "warn",
+    },
 ]
 JOBS: list[dict[str, Any]] = [
     {
