@@ -185,6 +185,9 @@ def test_every_format_and_escaping(world: dict[str, Any]) -> None:
     text = render_summary(summary, "text")
     assert "!! u-late" in text
     assert "<script>alert(1)</script>" in text
+    offline = render_summary(summary, "html")
+    assert 'href="/' not in offline  # a file has no listener to link to
+    assert "<meta http-equiv" not in offline
     markdown = render_summary(summary, "markdown")
     assert markdown.startswith("# tapis-watchdog report")
     data = json.loads(render_summary(summary, "json"))
@@ -283,3 +286,19 @@ def test_the_page_is_read_only_over_wsgi(world: dict[str, Any]) -> None:
     assert ("Allow", "GET, HEAD") in answers[-1][1]
     call("GET", "/jobs/u-ok")
     assert answers[-1][0] == "200 OK"
+
+
+def test_long_lists_show_their_newest_rows_and_say_how_many_more(world: dict[str, Any]) -> None:
+    with StateStore.open(world["state"]) as store:
+        log = EventLog(store)
+        for index in range(60):
+            job = _job(f"u-dry-{index:02d}")
+            log.job_cancel_skipped(
+                job, rule="long-run", reason="r", why="dry_run", timestamp=_at(1)
+            )
+    summary = _summary(world)
+    assert len(summary.skipped) == 61
+    html = render_html(summary)
+    assert html.count("<code>dry_run</code>") == 50
+    assert "and 11 more:" in html
+    assert len(json.loads(render_summary(summary, "json"))["skipped"]) == 61
