@@ -69,15 +69,20 @@ class CancelPlan:
     """When the first attempt that may have reached Tapis was written (None: none did)."""
     requests: int
     """Attempts that may have reached Tapis."""
+    last_sent_at: datetime | None = None
+    """When the latest of them was written."""
 
     @classmethod
     def of(cls, attempts: Sequence[Attempt], *, legacy_sent_at: datetime | None = None) -> Self:
-        """Read a cancel's attempts. `legacy_sent_at`: a send recorded before attempts were kept
-        (a store written by an older version), counted as one request."""
-        sent = [a for a in attempts if a.maybe_received]
-        if not sent and legacy_sent_at is not None:
-            return cls(first_sent_at=legacy_sent_at, requests=1)
-        return cls(first_sent_at=sent[0].written_at if sent else None, requests=len(sent))
+        """Read a cancel's attempts. `legacy_sent_at`: the cancel's recorded send; one earlier
+        than every attempt was made before attempts were kept (a store written by an older
+        version) and counts as one more request."""
+        times = [a.written_at for a in attempts if a.maybe_received]
+        if legacy_sent_at is not None and (not times or legacy_sent_at < times[0]):
+            times.insert(0, legacy_sent_at)
+        if not times:
+            return cls(first_sent_at=None, requests=0)
+        return cls(times[0], len(times), times[-1])
 
     @property
     def resend_left(self) -> bool:
@@ -88,6 +93,20 @@ class CancelPlan:
         if self.first_sent_at is None or not self.resend_left:
             return None
         return self.first_sent_at + timedelta(seconds=resend_after)
+
+    def deadline(
+        self, started: datetime, verify_timeout: timedelta, resend_after: float
+    ) -> datetime:
+        """When following gives up: `verify_timeout` after the first send, or, for a re-send
+        that went out late (the daemon was down when it was due), the time it would have had
+        left: `verify_timeout - resend_after` after it. `started` stands in for an unsent cancel.
+        """
+        first = self.first_sent_at or started
+        deadline = first + verify_timeout
+        if self.requests > 1 and self.last_sent_at is not None:
+            late = self.last_sent_at + verify_timeout - timedelta(seconds=resend_after)
+            deadline = max(deadline, late)
+        return deadline
 
 
 async def send_cancel(

@@ -78,14 +78,13 @@ class CancelFollower:
         followers.start_soon(self.follow, cancel_id, job, rule, reason)
 
     def _plan(self, cancel_id: int, job_uuid: str, rule: str) -> CancelPlan:
-        """This cancel's first send, with the requests of every cancel of the (job, rule)."""
+        """This cancel's sends, with the requests of every cancel of the (job, rule)."""
         chain = self.store.attempts_for(job_uuid, rule)
-        own = CancelPlan.of([a for a in chain if a.cancel_id == cancel_id])
         record = self.store.cancel_for(job_uuid, rule)
-        if own.first_sent_at is None and record is not None and record.id == cancel_id:
-            own = CancelPlan.of([], legacy_sent_at=record.sent_at)
-        requests = max(own.requests, CancelPlan.of(chain).requests)
-        return CancelPlan(first_sent_at=own.first_sent_at, requests=requests)
+        legacy = record.sent_at if record is not None and record.id == cancel_id else None
+        own = CancelPlan.of([a for a in chain if a.cancel_id == cancel_id], legacy_sent_at=legacy)
+        others = CancelPlan.of([a for a in chain if a.cancel_id != cancel_id])
+        return CancelPlan(own.first_sent_at, own.requests + others.requests, own.last_sent_at)
 
     async def follow(self, cancel_id: int, job: Job, rule: str, reason: str) -> None:
         """Follow a cancelled job until it is terminal or `verify_timeout` passes.
@@ -111,15 +110,19 @@ class CancelFollower:
                     self._confirmed(cancel_id, job, rule, reason, sent_at=sent_at, status=status)
                     return
                 now = datetime.now(UTC)
-                deadline = (plan.first_sent_at or started) + self.policy.safety.verify_timeout
-                if now >= deadline:
-                    break
-                due = plan.resend_due(self.policy.resend_after)
+                resend_after = self.policy.resend_after
+                due = plan.resend_due(resend_after)
+                # The one re-send is owed even past the deadline: a daemon that was down when it
+                # was due sends it when it is back, and follows it for the time it had left.
                 if due is not None and now >= due and status is not None:
                     wait = 0.5  # a re-sent cancel lands like a first one: look again soon
                     if await self._resend(cancel_id, job, rule, reason, status):
                         plan = self._plan(cancel_id, job.uuid, rule)
-                    continue
+                        continue
+                    due = None  # provably not sent: try again after the usual wait
+                deadline = plan.deadline(started, self.policy.safety.verify_timeout, resend_after)
+                if now >= deadline:
+                    break
                 next_check = min(now + timedelta(seconds=wait), deadline)
                 if due is not None:
                     next_check = min(next_check, max(due, now))

@@ -1,4 +1,5 @@
-"""Fault injection: latency, 5xx, 429, resets, hangs, malformed JSON, empty envelopes, short tokens.
+"""Fault injection: latency, 5xx, 429, resets, hangs, malformed JSON, empty envelopes,
+expired and short-lived tokens.
 
 A fault applies to one endpoint (or `*`), fires with a probability and/or for a number of
 requests ("the next 3 searches fail"), and draws from a seeded generator so runs repeat.
@@ -20,7 +21,17 @@ ENDPOINTS = frozenset(
      "unhide", "*"}
 )  # fmt: skip
 KINDS = frozenset(
-    {"latency", "error", "rate_limit", "reset", "hang", "malformed", "envelope", "token_ttl"}
+    {
+        "latency",
+        "error",
+        "rate_limit",
+        "reset",
+        "hang",
+        "malformed",
+        "envelope",
+        "token_expired",
+        "token_ttl",
+    }
 )
 _FIELDS = frozenset({"kind", "endpoint", "probability", "count", "status", "seconds", "message"})
 
@@ -34,6 +45,9 @@ class Fault:
     `count` is how many requests it still affects (None: no limit). `malformed` and `envelope`
     answer after the request was served: the first cuts the JSON short, the second answers
     `200 {}` (valid JSON, no Tapis envelope), as a misbehaving proxy or gateway might.
+    `token_expired` makes the token the request carries expire just then: this request and every
+    later one with that token are refused as Tapis refuses an expired JWT (401
+    `TAPIS_SECURITY_JWT_EXPIRED`); a new login's token works.
     """
 
     kind: str

@@ -143,6 +143,7 @@ class Simulator:
         for fault in fleet.faults:
             self.faults.add(fault)
         self._requests: list[RequestRecord] = []
+        self._expired_tokens: set[str] = set()
         self.live = live or fleet.live.enabled
         self._live = LiveEngine(fleet.live, self.started, seed, list(fleet.users))
 
@@ -316,6 +317,17 @@ class Simulator:
         elif fault is not None and fault.kind == "error":
             message = fault.message or _error_message(endpoint, uuid)
             outcome = Outcome(api.error(fault.status, message), latency)
+        elif (fault is not None and fault.kind == "token_expired") or (
+            endpoint != "tokens" and self._expired(request)
+        ):
+            # The caller's token expires now: this and every later request carrying it is
+            # refused as Tapis refuses an expired JWT; a new login gives a token that works.
+            token = request.headers.get("x-tapis-token")
+            if token:
+                with self._lock:
+                    self._expired_tokens.add(token)
+            message = "TAPIS_SECURITY_JWT_EXPIRED The JWT for this request has expired."
+            outcome = Outcome(api.error(401, (fault and fault.message) or message), latency)
         elif fault is not None and fault.kind == "rate_limit":
             reply = api.error(
                 429,
@@ -351,6 +363,11 @@ class Simulator:
                 )
             )
         return outcome
+
+    def _expired(self, request: Request) -> bool:
+        token = request.headers.get("x-tapis-token")
+        with self._lock:
+            return bool(token) and token in self._expired_tokens
 
     def _dispatch(  # noqa: C901, PLR0911, PLR0912 - the route table of the Tapis endpoints
         self, endpoint: str, uuid: str | None, request: Request, ttl: timedelta | None
