@@ -89,7 +89,12 @@ KEYED: list[tuple[str, str, Any, str]] = [
     ("retention-zero", "state.retention", "0s", "state.retention:"),
     ("dry-run-maybe", "safety.dry_run", "maybe", "safety.dry_run:"),
     ("cancels-negative", "safety.max_cancels_per_poll", -1, "safety.max_cancels_per_poll:"),
-    ("resend-late", "safety.resend_after", "20m", "safety.resend_after: must be shorter"),
+    (
+        "resend-late",
+        "safety",
+        {"verify_timeout": "15m", "resend_after": "20m"},
+        "safety.resend_after: must be shorter",
+    ),
     ("unknown-exempt-key", "safety.exempt.nope", 1, "safety.exempt.nope: unknown key"),
     ("rule-name", "rules.0.name", "bad name!", "rules[0]"),
     (
@@ -115,7 +120,8 @@ KEYED: list[tuple[str, str, Any, str]] = [
         [{"url": "ntfy://topic", "events": ["job_exploded"]}],
         "notify[0].events",
     ),
-    ("unset-variable", "tapis.tenant_id", "${WATCHDOG_TEST_UNSET}", "tapis.tenant_id: environment"),
+    # (In the tapis section an unset variable is an error only for the commands that log in.)
+    ("unset-variable", "poll.list_type", "${WATCHDOG_TEST_UNSET}", "poll.list_type: environment"),
     ("unknown-top-key", "rulez", [], "rulez: unknown key"),
 ]
 # (id, file text, what the message must contain): problems of the file as a whole.
