@@ -7,11 +7,14 @@ Tapis credentials, and the demo (about 30 s): the path README's "Install" sectio
 
 from __future__ import annotations
 
+import ast
 import email
 import os
+import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -133,3 +136,23 @@ def test_the_wheel_installed_with_pipx_in_an_empty_directory_works(tmp_path: Pat
     assert "cancelled (CANCELLED)" in done.stdout
     assert "tapis-watchdog init" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+# The import name of each runtime dependency whose distribution name differs from it.
+IMPORT_NAMES = {"pyyaml": "yaml", "google-re2": "re2", "prometheus-client": "prometheus_client"}
+
+
+def test_every_declared_dependency_is_imported_by_the_package() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {
+        re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in project["dependencies"]
+    }
+    imported: set[str] = set()
+    for path in (REPO / "watchdog").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    unused = sorted(d for d in declared if IMPORT_NAMES.get(d, d.replace("-", "_")) not in imported)
+    assert not unused, f"declared but never imported: {unused}"
