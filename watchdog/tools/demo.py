@@ -122,6 +122,8 @@ class Summary:
         uuid, rule = event.get("job_uuid"), event.get("rule")
         if not uuid or not rule:
             return
+        if event.get("job_name"):  # every job event names its job
+            self.names[uuid] = str(event["job_name"])
         row = self.rows.setdefault(
             (uuid, rule), {"reason": event.get("reason", ""), "outcome": "matched", "time": "-"}
         )
@@ -175,7 +177,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         daemon, metrics_server = build_daemon(config_path, listeners=(summary.observe,))
-        summary.names = {uuid: str(sim.job(uuid).get("name", uuid[:8])) for uuid in sim.uuids()}
         daemon.until = lambda: time.monotonic() - summary.started >= DEMO_SECONDS
         try:
             code = anyio.run(daemon.serve)
@@ -183,9 +184,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             daemon.store.close()
             if metrics_server is not None:
                 metrics_server.close()
-        summary.names.update(
-            {uuid: str(sim.job(uuid).get("name", uuid[:8])) for uuid in sim.uuids()}
-        )
     print("\nWhat the watchdog did:\n", flush=True)  # noqa: T201
     print(summary.table(), flush=True)  # noqa: T201
     print(  # noqa: T201
