@@ -59,7 +59,7 @@ def bench_full_paging(sim: Simulator, url: str, name: str, params: dict[str, str
     while True:
         query = {**params, "orderBy": "uuid(asc)"}
         if after:
-            query["startAfter"] = after
+            query["uuid.gt"] = after
         _, size, body = _get(conn, "/v3/jobs/search", query, token)
         result = body["result"]
         if not result:

@@ -6,6 +6,8 @@ search, so jobs move, finish and arrive between the pages of one poll.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +19,14 @@ from pydantic import SecretStr
 
 from watchdog.errors import PollError, TapisAuthError, TapisUnavailableError
 from watchdog.jobs import ACTIVE_STATUSES, SUMMARY_FIELDS, TERMINAL_STATUSES
-from watchdog.poll.scan import PollResult, pages_left, poll_jobs, ranges_needed
+from watchdog.poll.scan import (
+    PollResult,
+    key_position,
+    pages_left,
+    poll_jobs,
+    ranges_needed,
+    scans_for,
+)
 from watchdog.sim import Simulator
 from watchdog.tapis.client import RetryPolicy, TapisClient
 
@@ -101,6 +110,7 @@ async def run_poll(
     on_malformed: Callable[[str | None, str], None] | None = None,
     settings: dict[str, Any] | None = None,
     retry: RetryPolicy = FAST,
+    list_type: str = "MY_JOBS",
     on_error: Callable[[str, int | None, str, float | None], None] | None = None,
 ) -> PollResult:
     config = Settings(base_url, sim.tenant_id, **(settings or {}))
@@ -110,7 +120,7 @@ async def run_poll(
             return await poll_jobs(
                 client,
                 statuses=ACTIVE_STATUSES,
-                list_type="MY_JOBS",
+                list_type=list_type,
                 page_size=page_size,
                 fields=SUMMARY_FIELDS,
                 on_malformed=on_malformed,
@@ -139,8 +149,8 @@ async def test_query_string_carries_conditions_order_select_and_keyset(served):
     pages = searches(sim)
     assert len(pages) == result.pages == result.api_calls == 4
     ordered = sorted(active_uuids(sim))
-    expected_start_after = [None, ordered[1], ordered[3], ordered[5]]
-    for page, start_after in zip(pages, expected_start_after, strict=True):
+    expected_after = [None, ordered[1], ordered[3], ordered[5]]
+    for page, after in zip(pages, expected_after, strict=True):
         assert "status.in=" + "%2C".join(ACTIVE_STATUSES) in page.query
         assert one(page.params, "status.in") == ",".join(ACTIVE_STATUSES)
         assert one(page.params, "orderBy") == "uuid(asc)"
@@ -149,9 +159,12 @@ async def test_query_string_carries_conditions_order_select_and_keyset(served):
         selected = (one(page.params, "select") or "").split(",")
         assert selected[:2] == ["uuid", "status"]
         assert set(SUMMARY_FIELDS) <= set(selected)
-        assert one(page.params, "startAfter") == start_after
+        assert one(page.params, "uuid.gt") == after
+        # Tapis declares startAfter an int and never uses it; skip shifts under churn.
+        assert one(page.params, "startAfter") is None
         assert one(page.params, "skip") is None
-    assert one(pages[0].params, "computeTotal") == "true"
+        # The split is estimated from the key space: no count is asked of the server.
+        assert one(page.params, "computeTotal") is None
     assert all(r.endpoint in {"tokens", "search"} for r in sim.requests)
 
 
@@ -199,8 +212,7 @@ async def test_partitioned_poll_splits_the_key_space_into_disjoint_ranges(served
     # One open-ended range below the first bound continues after the first page.
     first_last = sorted(active_uuids(sim))[24]
     assert any(
-        one(r.params, "startAfter") == first_last and one(r.params, "uuid.lt") == lows[0]
-        for r in rest
+        one(r.params, "uuid.gt") == first_last and one(r.params, "uuid.lt") == lows[0] for r in rest
     )
     assert any(one(r.params, "uuid.gte") == lows[-1] and "uuid.lt" not in r.params for r in rest)
 
@@ -439,8 +451,8 @@ async def test_by_default_a_slow_second_page_splits_the_rest_of_the_scan(served)
     sim = ChurningSimulator(fleet(active=120))
 
     def slow_second_page(n: int) -> None:
-        if n == 1:  # 28 more pages at 0.6 s each project a 17 s scan: two ranges
-            sim.set_fault(kind="latency", endpoint="search", seconds=0.6, count=1)
+        if n == 1:  # ~28 more pages (from the key space) at 1 s each: a 28 s scan, split
+            sim.set_fault(kind="latency", endpoint="search", seconds=1.0, count=1)
 
     sim.after_search = slow_second_page
     result = await run_poll(sim, served(sim), page_size=4)
@@ -452,13 +464,13 @@ async def test_by_default_a_slow_second_page_splits_the_rest_of_the_scan(served)
     pages = searches(sim)
     ordered = sorted(active_uuids(sim))
     # The first two pages are one keyset scan; the rest is cut after the second page.
-    assert one(pages[1].params, "startAfter") == ordered[3]
+    assert one(pages[1].params, "uuid.gt") == ordered[3]
     assert "uuid.lt" not in pages[1].params
     bounded = key_bounds(sim)
     assert {one(r.params, "uuid.lt") for r in bounded} - {None} == {
         one(r.params, "uuid.gte") for r in bounded
     } - {None}
-    assert any(one(r.params, "startAfter") == ordered[7] for r in bounded)
+    assert any(one(r.params, "uuid.gt") == ordered[7] for r in bounded)
 
 
 @pytest.mark.parametrize(
@@ -483,8 +495,63 @@ def test_ranges_needed(
     )
 
 
-def test_pages_left_after_a_full_first_page() -> None:
-    assert pages_left(None, 500, 500) is None
-    assert pages_left(500, 500, 500) == 0
-    assert pages_left(501, 500, 500) == 1
-    assert pages_left(10_000, 500, 500) == 19
+def test_pages_left_is_estimated_from_the_key_space() -> None:
+    # A scan that reached a quarter of the key space in 2 pages has about 6 to go.
+    assert pages_left("40000000-0000-4000-8000-000000000000-007", pages_done=2) == 6
+    assert pages_left("80000000-aaaa", pages_done=5) == 5
+    assert pages_left("00000000-aaaa", pages_done=1) is None  # at the very start: unknown
+    assert pages_left("job-0042", pages_done=3) is None  # not a hex uuid: unknown
+    assert key_position("c0000000-1") == 0.75
+
+
+# -- list types ---------------------------------------------------------------------------------
+
+
+def test_all_jobs_is_scanned_as_my_jobs_and_shared_jobs() -> None:
+    assert scans_for("ALL_JOBS") == ("MY_JOBS", "SHARED_JOBS")
+    assert scans_for("MY_JOBS") == ("MY_JOBS",)
+    assert scans_for("SHARED_JOBS") == ("SHARED_JOBS",)
+
+
+@pytest.mark.parametrize("max_ranges", [None, 1, 3])
+async def test_all_jobs_sees_own_and_shared_jobs_whose_uuids_interleave(
+    served, max_ranges: int | None
+):
+    own = [{"status": STATUS_CYCLE[i % 6]} for i in range(23)]
+    shared = [{"status": "RUNNING", "owner": "bob", "shared_with": [USER]} for _ in range(17)]
+    hidden = [{"status": "RUNNING", "owner": "bob"} for _ in range(5)]  # neither own nor shared
+    both = [{"status": "QUEUED", "shared_with": [USER]}]  # own, and shared with its owner
+    sim = ChurningSimulator(
+        {"users": {USER: PASSWORD, "bob": "bob-pw"}, "jobs": own + shared + hidden + both}
+    )
+    expected = {u for u in sim.uuids() if sim.job(u)["owner"] == USER or USER in sim.shared_with(u)}
+    ordered = sorted(expected)
+    owners = [sim.job(u)["owner"] for u in ordered]
+    assert any(a != b for a, b in itertools.pairwise(owners))  # own and shared interleave
+
+    result = await run_poll(
+        sim, served(sim), page_size=5, max_ranges=max_ranges, list_type="ALL_JOBS"
+    )
+
+    uuids = [j.uuid for j in result.jobs]
+    assert uuids == ordered  # each exactly once
+    assert result.scans == ("MY_JOBS", "SHARED_JOBS")
+    list_types = {one(r.params, "listType") for r in searches(sim)}
+    assert list_types == {"MY_JOBS", "SHARED_JOBS"}  # never the unordered ALL_JOBS answer
+
+
+class IgnoringKeySimulator(ChurningSimulator):
+    """A server that drops the uuid.gt condition: the same first page again and again."""
+
+    def handle(self, request: Request) -> Outcome:
+        if request.path == "/v3/jobs/search":
+            query = "&".join(p for p in request.query.split("&") if not p.startswith("uuid.gt="))
+            request = dataclasses.replace(request, query=query)
+        return super().handle(request)
+
+
+async def test_a_server_that_ignores_the_key_condition_fails_the_poll_instead_of_looping(served):
+    sim = IgnoringKeySimulator(fleet(active=12))
+    with pytest.raises(PollError, match=r"answered twice in one MY_JOBS scan"):
+        await run_poll(sim, served(sim), page_size=5)
+    assert len(searches(sim)) <= 3  # the second page, and the third already asked for

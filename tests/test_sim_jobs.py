@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from tapipy.errors import BadRequestError, BaseTapyException, InternalServerError, UnauthorizedError
+from tapipy.errors import (
+    BadRequestError,
+    BaseTapyException,
+    InternalServerError,
+    NotFoundError,
+    UnauthorizedError,
+)
 
 from watchdog.sim.schema import INT_FIELDS, JSON_STRING_FIELDS, TIMESTAMP_FIELDS
 
@@ -128,13 +134,48 @@ def test_explicit_history_from_the_fleet(make_sim, tapis):
     assert sim.now() - _ts(history[1].created) > timedelta(hours=1, minutes=59)
 
 
-def test_unknown_job_is_400_not_404(env):
+def test_an_unknown_job_answers_each_endpoint_as_its_resource_does(env):
+    """getJobStatus/getJobHistory: 404 TAPIS_NOT_FOUND (a "success" envelope naming the uuid);
+    getJob: 500, the sharing wrapper of JobsImpl.getJobByUuid rethrows the not-found;
+    cancelJob: 400 JOBS_JOB_SELECT_UUID_ERROR; sendEvent: 400 once the body is valid."""
     _, _, client = env
-    with pytest.raises(BadRequestError) as err:
+    for call in (client.jobs.getJobStatus, client.jobs.getJobHistory):
+        with pytest.raises(NotFoundError) as err:
+            call(jobUuid="nope-007")
+        body = err.value.response.json()
+        assert body["message"].startswith("TAPIS_NOT_FOUND")
+        assert (body["status"], body["result"]) == ("success", {"name": "nope-007"})
+    with pytest.raises(InternalServerError) as err:
         client.jobs.getJob(jobUuid="nope-007")
     assert err.value.message.startswith("JOBS_JOB_SELECT_UUID_ERROR")
-    with pytest.raises(BadRequestError):
+    with pytest.raises(BadRequestError) as err:
         client.jobs.cancelJob(jobUuid="nope-007")
+    assert err.value.message.startswith("JOBS_JOB_SELECT_UUID_ERROR")
+    with pytest.raises(BadRequestError) as err:
+        client.jobs.sendEvent(jobUuid="nope-007", eventData="hello")
+    assert err.value.message.startswith("JOBS_JOB_SELECT_UUID_ERROR")
+
+
+def test_a_hidden_job_is_a_404_for_status_and_history_but_not_for_get_job(env):
+    _, _, client = env
+    client.jobs.hideJob(jobUuid="run-007")
+    for call in (client.jobs.getJobStatus, client.jobs.getJobHistory):
+        with pytest.raises(NotFoundError) as err:
+            call(jobUuid="run-007")
+        assert err.value.message.startswith("JOBS_JOB_NOT_VISIBLE")
+    assert client.jobs.getJob(jobUuid="run-007").visible is False
+
+
+def test_history_paging_goes_through_the_shared_filter(env):
+    _, _, client = env
+    everything = client.jobs.getJobHistory(jobUuid="run-007")
+    assert len(everything) > 2
+    assert [e.created for e in client.jobs.getJobHistory(jobUuid="run-007", limit=1, skip=1)] == [
+        everything[1].created
+    ]
+    with pytest.raises(BadRequestError) as err:
+        client.jobs.getJobHistory(jobUuid="run-007", _tapis_query_parameters={"limit": "x"})
+    assert err.value.response.text.startswith("TAPIS_QUERY_PARAM_NOTINT")
 
 
 def test_other_users_job_is_a_json_401_mismatched_owner(env):
@@ -239,14 +280,35 @@ def test_send_event_goes_into_history_from_any_user(env):
     assert last.description == "watchdog: runtime 13h exceeds 12h"
 
 
-def test_send_event_limits(env):
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"eventData": "x" * 16_385},
+        {"eventData": ""},
+        {"eventData": "   "},
+        {"eventData": "ok", "eventDetail": ""},
+        {"eventData": "ok", "eventDetail": "x" * 65},
+        {"eventData": "ok", "eventDetail": "has-dash"},
+        {"eventData": "ok", "eventDetail": "has space"},
+    ],
+)
+def test_send_event_refuses_what_its_schema_and_validate_refuse(env, body):
+    """UserEventRequest.json and ReqUserEvent.validate: a 400 NET_REQUEST_PAYLOAD_ERROR."""
     _, _, client = env
-    with pytest.raises(BadRequestError):
-        client.jobs.sendEvent(jobUuid="run-007", eventData="x" * 16_385)
+    with pytest.raises(BadRequestError) as err:
+        client.jobs.sendEvent(jobUuid="run-007", **body)
+    assert err.value.message.startswith("NET_REQUEST_PAYLOAD_ERROR")
+
+
+def test_send_event_limits(env):
+    sim, _, client = env
     client.jobs.sendEvent(jobUuid="run-007", eventData="x" * 16_384)
+    client.jobs.sendEvent(jobUuid="run-007", eventData="y", eventDetail="A_b9" + "z" * 60)
+    details = [e["eventDetail"] for e in sim.history("run-007") if e["event"] == "JOB_USER_EVENT"]
+    assert details == ["DEFAULT", "A_b9" + "z" * 60]
     with pytest.raises(BadRequestError) as err:
         client.jobs.sendEvent(jobUuid="done-007", eventData="too late")
-    assert "Terminal" in err.value.message
+    assert err.value.message.startswith("JOBS_IN_TERMINAL_STATE")
 
 
 def test_hide_and_unhide(env):

@@ -550,11 +550,10 @@ async def test_search_sends_conditions_and_paging_as_query_parameters(server: Se
     async with TapisClient(Settings(server.base_url), retry=FAST) as client:
         await client.login()
         page = await client.search_jobs(
-            conditions={"status.in": "RUNNING,QUEUED", "uuid.lt": "8"},
+            conditions={"status.in": "RUNNING,QUEUED", "uuid.gt": "0a", "uuid.lt": "8"},
             select=["uuid", "status"],
             limit=2,
             order_by="uuid(asc)",
-            start_after="0a",
             list_type="ALL_JOBS",
             compute_total=True,
         )
@@ -564,11 +563,11 @@ async def test_search_sends_conditions_and_paging_as_query_parameters(server: Se
     assert page.requests == 1
     assert server.requests[-1].params == {
         "status.in": "RUNNING,QUEUED",
+        "uuid.gt": "0a",
         "uuid.lt": "8",
         "select": "uuid,status",
         "limit": "2",
         "orderBy": "uuid(asc)",
-        "startAfter": "0a",
         "listType": "ALL_JOBS",
         "computeTotal": "true",
     }

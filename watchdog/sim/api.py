@@ -6,28 +6,16 @@ follow the project's Tapis facts page (tapis-jobs 1.7.1).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from watchdog.sim.jobstate import HistoryEvent, SimJob
-from watchdog.sim.search import (
-    LIST_TYPES,
-    Order,
-    Predicate,
-    SearchError,
-    conditions,
-    first_after,
-    int_param,
-    order_by,
-    order_text,
-    select_fields,
-    start_after_value,
-)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
     from datetime import datetime, timedelta
 
     from watchdog.sim.store import JobStore
@@ -36,6 +24,7 @@ VERSION = "1.7.1"
 COMMIT = "5d3e8a1c"
 BUILD = "2024-11-20T17:02:11Z"
 MAX_EVENT_CHARS = 16_384
+MAX_DETAIL_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -44,7 +33,7 @@ class Reply:
 
     status: int
     body: bytes
-    content_type: str = "application/json"
+    content_type: str | None = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -109,133 +98,6 @@ def _metadata(  # noqa: PLR0917 - the six fields of Tapis's list metadata, in or
     )
 
 
-def _listed(job: SimJob, caller: Caller, list_type: str) -> bool:
-    rec = job.record
-    if not rec["visible"] or rec["tenant"] != caller.tenant:
-        return False
-    mine: bool = rec["owner"] == caller.username
-    shared = caller.username in job.shared_with
-    if list_type == "MY_JOBS":
-        return mine
-    if list_type == "SHARED_JOBS":
-        return shared and not mine
-    return mine or shared
-
-
-def _legacy_search(text: str) -> list[tuple[str, str]]:
-    out = []
-    for part in text.split("~"):
-        inner = part.strip().removeprefix("(").removesuffix(")")
-        pieces = inner.split(".", 2)
-        if len(pieces) != 3:
-            msg = f"SEARCH_INVALID_SEARCH Cannot parse {part!r}; expected (attr.op.value)."
-            raise SearchError(msg)
-        out.append((f"{pieces[0]}.{pieces[1]}", pieces[2]))
-    return out
-
-
-@dataclass(frozen=True)
-class Query:
-    """A parsed search or list request."""
-
-    preds: list[Predicate]
-    fields: tuple[str, ...] | str
-    limit: int
-    skip: int
-    orders: tuple[Order, ...]
-    list_type: str
-    after_raw: str | None
-    after: Any
-    compute_total: bool
-
-
-def _bad(message: str) -> SearchError:
-    return SearchError(message)
-
-
-def parse_query(params: Sequence[tuple[str, str]], *, listing: bool) -> Query:
-    """Read the reserved parameters and conditions of a search or list request.
-
-    Raises:
-        SearchError: anything Tapis would answer with 400.
-    """
-    flat = dict(params)
-    preds = [] if listing else conditions(params)
-    if not listing and flat.get("search"):
-        preds += conditions(_legacy_search(flat["search"]))
-    limit = int_param(flat, "limit", 100)
-    skip = int_param(flat, "skip", 0)
-    orders = order_by(flat.get("orderBy"))
-    list_type = flat.get("listType") or "MY_JOBS"
-    after_raw = flat.get("startAfter") or None
-    problem = None
-    if list_type not in LIST_TYPES:
-        problem = f"JOBS_INVALID_LIST_TYPE listType must be one of {sorted(LIST_TYPES)}."
-    elif after_raw is not None and not orders:
-        problem = "SEARCH_STARTAFTER_NO_ORDERBY startAfter requires orderBy."
-    elif after_raw is not None and skip:
-        problem = "SEARCH_SKIP_AND_STARTAFTER skip and startAfter cannot both be set."
-    elif skip < 0 or limit < -1:
-        problem = "SEARCH_INVALID_VALUE limit and skip must not be negative."
-    if problem:
-        raise _bad(problem)
-    return Query(
-        preds=preds,
-        fields="summary" if listing else select_fields(flat.get("select")),
-        limit=limit,
-        skip=skip,
-        orders=orders,
-        list_type=list_type,
-        after_raw=after_raw,
-        after=start_after_value(orders[0], after_raw) if after_raw is not None else None,
-        compute_total=flat.get("computeTotal", "").lower() == "true",
-    )
-
-
-def search(
-    store: JobStore, caller: Caller, params: Sequence[tuple[str, str]], *, listing: bool = False
-) -> Reply:
-    """`GET /jobs/search` (or `/jobs/list` with `listing=True`: summary fields, no conditions)."""
-    try:
-        q = parse_query(params, listing=listing)
-    except SearchError as exc:
-        return error(400, str(exc))
-    orders, after, preds, list_type = q.orders, q.after, q.preds, q.list_type
-    limit, skip, fields = q.limit, q.skip, q.fields
-    ordered = store.ordered(orders)
-    begin = first_after(ordered, orders[0], after) if after is not None else 0
-    wanted = limit if limit >= 0 else len(ordered)
-    chosen: list[SimJob] = []
-    to_skip = skip
-    for job in ordered[begin:] if begin else ordered:
-        if not _listed(job, caller, list_type) or not all(p(job) for p in preds):
-            continue
-        if to_skip:
-            to_skip -= 1
-        elif len(chosen) < wanted:
-            chosen.append(job)
-        else:
-            break
-    total = -1
-    if q.compute_total:
-        total = sum(
-            1 for j in ordered if _listed(j, caller, list_type) and all(p(j) for p in preds)
-        )
-    if fields == "summary":
-        parts = [j.summary_json() for j in chosen]
-    elif fields == "all":
-        parts = [j.full_json() for j in chosen]
-    else:
-        parts = [orjson.dumps({k: j.field(k) for k in fields}) for j in chosen]
-    meta = _metadata(len(chosen), limit, skip, order_text(orders), q.after_raw, total)
-    what = "list" if listing else "search list"
-    message = (
-        f"JOBS_SEARCH_RESULT_LIST_RETRIEVED Jobs {what} for the user {caller.username} "
-        f"in the tenant {caller.tenant} retrieved."
-    )
-    return envelope(b"[" + b",".join(parts) + b"]", message, metadata=meta)
-
-
 def not_found(uuid: str, caller: Caller) -> Reply:
     return error(
         400,
@@ -264,33 +126,63 @@ def find(store: JobStore, caller: Caller, uuid: str, *, write: bool) -> SimJob |
     return job if allowed else mismatched(job, caller)
 
 
+def _missing(uuid: str, message: str) -> Reply:
+    """A 404 the Jobs resources build with `createSuccessResponse`: status "success", the name."""
+    return envelope(orjson.dumps({"name": uuid}), message, status=404)
+
+
+def _readable(store: JobStore, caller: Caller, uuid: str) -> SimJob | Reply:
+    """`JobsImpl.getJobStatusByUuid(..., JOB_HISTORY, READ)` and the resource's checks after it:
+    an unknown job is a 404 TAPIS_NOT_FOUND, a hidden one a 404 JOBS_JOB_NOT_VISIBLE."""
+    job = store.get(uuid)
+    if job is None:
+        return _missing(uuid, f"TAPIS_NOT_FOUND Job not found: {uuid}")
+    if job.record["tenant"] != caller.tenant:
+        # JOBS_MISMATCHED_TENANT, rethrown by the sharing wrapper as INTERNAL_SERVER_ERROR.
+        return error(
+            500,
+            f"JOBS_MISMATCHED_TENANT The current tenant id ({caller.tenant}) does not match the "
+            f"job tenant id ({job.record['tenant']}).",
+        )
+    found = find(store, caller, uuid, write=False)
+    if isinstance(found, Reply):
+        return found
+    if not job.record["visible"]:
+        return _missing(
+            uuid, f"JOBS_JOB_NOT_VISIBLE Job {uuid} is not visible in tenant {caller.tenant}."
+        )
+    return job
+
+
 def get_job(store: JobStore, caller: Caller, uuid: str) -> Reply:
-    job = find(store, caller, uuid, write=False)
-    if isinstance(job, Reply):
-        return job
+    """`JobGetResource.getJob`: an unknown uuid fails inside the sharing wrapper of
+    `JobsImpl.getJobByUuid`, which rethrows it as INTERNAL_SERVER_ERROR: a 500."""
+    job = store.get(uuid)
+    if job is None or job.record["tenant"] != caller.tenant:
+        reply = not_found(uuid, caller)
+        return Reply(500, reply.body, reply.content_type)
+    found = find(store, caller, uuid, write=False)
+    if isinstance(found, Reply):
+        return found
     return envelope(job.full_json(), f"JOBS_RETRIEVED Job {uuid} retrieved.")
 
 
 def get_status(store: JobStore, caller: Caller, uuid: str) -> Reply:
-    job = find(store, caller, uuid, write=False)
+    """`JobStatusResource.getJobStatus`."""
+    job = _readable(store, caller, uuid)
     if isinstance(job, Reply):
         return job
     result = orjson.dumps({"status": job.status, "condition": job.record["condition"]})
     return envelope(result, f"JOBS_STATUS_RETRIEVED Status of the Job {uuid} retrieved.")
 
 
-def get_history(
-    store: JobStore, caller: Caller, uuid: str, params: Sequence[tuple[str, str]]
-) -> Reply:
-    job = find(store, caller, uuid, write=False)
+def get_history(store: JobStore, caller: Caller, uuid: str, *, limit: int, skip: int) -> Reply:
+    """`JobHistoryResource.getJobHistory`: `limit`/`skip` as the shared request filter read them
+    (100 and 0 by default), the job checked like `getJobStatus`."""
+    job = _readable(store, caller, uuid)
     if isinstance(job, Reply):
         return job
-    flat = dict(params)
-    try:
-        limit = int_param(flat, "limit", 100)
-        skip = int_param(flat, "skip", 0)
-    except SearchError as exc:
-        return error(400, str(exc))
+    skip = max(skip, 0)
     events = job.history[skip:] if limit < 0 else job.history[skip : skip + limit]
     result = orjson.dumps([e.to_json() for e in events])
     meta = _metadata(len(events), limit, skip, None, None, -1)
@@ -311,8 +203,8 @@ def cancel(
     if job.terminal:
         return error(
             409,
-            f"JOBS_JOB_IN_TERMINAL_STATE Job {uuid} is in a Terminal state ({job.status}) "
-            "and can't be canceled.",
+            f"JOBS_JOB_IN_TERMINAL_STATE Job {uuid} is in a Terminal state (CANCELLED, FINISHED "
+            "or FAILED) and can't be canceled.",
         )
     job.cancels_received += 1
     due = now + (job.cancel_delay if job.cancel_delay is not None else default_delay)
@@ -341,34 +233,61 @@ def set_visible(store: JobStore, caller: Caller, uuid: str, *, visible: bool) ->
     return envelope(orjson.dumps({"message": text}), text)
 
 
+def _event_problem(data: Any) -> str | None:  # noqa: PLR0911 - one answer per rule
+    """`UserEventRequest.json` (no other keys, `eventData` 1-16,384 characters, `eventDetail`
+    1-64) and `ReqUserEvent.validate` (`eventData` not blank, `eventDetail` `[a-zA-Z0-9_]+`)."""
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    if extra := sorted(set(data) - {"eventData", "eventDetail"}):
+        return f"additional properties are not allowed: {extra}"
+    event_data, detail = data.get("eventData"), data.get("eventDetail", "DEFAULT")
+    if not isinstance(event_data, str) or not 1 <= len(event_data) <= MAX_EVENT_CHARS:
+        return f"eventData must be a string of 1 to {MAX_EVENT_CHARS} characters"
+    if not isinstance(detail, str) or not 1 <= len(detail) <= MAX_DETAIL_CHARS:
+        return f"eventDetail must be a string of 1 to {MAX_DETAIL_CHARS} characters"
+    if not event_data.strip():
+        return "TAPIS_NULL_PARAMETER eventData is blank"
+    if detail.strip() and not re.fullmatch(r"[a-zA-Z0-9_]+", detail):
+        return f"TAPIS_INVALID_PARAMETER eventDetail {detail} (only alphanumerics and underscores)"
+    return None
+
+
 def send_event(store: JobStore, caller: Caller, uuid: str, body: bytes, now: datetime) -> Reply:
-    """Add a JOB_USER_EVENT to a job's history; any user of the tenant may, until the job ends."""
-    job = store.get(uuid)
-    if job is None or job.record["tenant"] != caller.tenant:
-        return not_found(uuid, caller)
+    """`JobSubmitResource.sendEvent`: the body is checked first, then the job; any user of the
+    tenant may send, until the job ends (400 JOBS_IN_TERMINAL_STATE)."""
     try:
-        data: Any = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        return error(400, "JOBS_INVALID_JSON The request body is not valid JSON.")
-    event_data = data.get("eventData") if isinstance(data, dict) else None
-    if not isinstance(event_data, str) or not event_data:
-        return error(400, "JOBS_MISSING_EVENT_DATA The eventData field is required.")
-    if len(event_data) > MAX_EVENT_CHARS:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return error(
+            400, f"NET_REQUEST_PAYLOAD_ERROR Error accessing payload for sendEvent request: {exc}"
+        )
+    if problem := _event_problem(data):
         return error(
             400,
-            f"JOBS_EVENT_DATA_TOO_LONG eventData has {len(event_data)} characters; "
-            f"the limit is {MAX_EVENT_CHARS}.",
+            f"NET_REQUEST_PAYLOAD_ERROR Error accessing payload for sendEvent request: {problem}",
+        )
+    job = store.get(uuid)
+    if job is None:
+        return not_found(uuid, caller)
+    if job.record["tenant"] != caller.tenant:
+        return error(
+            400,
+            f"JOBS_MISMATCHED_TENANT The current tenant id ({caller.tenant}) does not match the "
+            f"job tenant id ({job.record['tenant']}).",
         )
     if job.terminal:
         return error(
             400,
-            f"JOBS_JOB_IN_TERMINAL_STATE Job {uuid} is in a Terminal state ({job.status}); "
-            "user events can no longer be sent.",
+            f"JOBS_IN_TERMINAL_STATE Job {uuid} is in terminal state {job.status} and cannot "
+            "be updated.",
         )
     detail = data.get("eventDetail") or "DEFAULT"
-    job.add_event(HistoryEvent("JOB_USER_EVENT", now, str(detail), event_data))
-    text = f"JOBS_JOB_EVENT_SENT User event sent to job {uuid} by {caller.username}."
-    return envelope(orjson.dumps({"message": text}), text)
+    if not detail.strip():
+        detail = "DEFAULT"
+    job.add_event(HistoryEvent("JOB_USER_EVENT", now, detail, data["eventData"]))
+    return envelope(
+        orjson.dumps(f"JOB_USER_EVENT {uuid}"), "TAPIS_CREATED event created: JOB_USER_EVENT"
+    )
 
 
 def health(kind: str) -> Reply:

@@ -22,24 +22,10 @@ from watchdog.sim.schema import (
     parse_ts,
 )
 
-RESERVED = frozenset(
-    {
-        "pretty",
-        "select",
-        "search",
-        "orderBy",
-        "limit",
-        "skip",
-        "startAfter",
-        "computeTotal",
-        "listType",
-    }
-)
 OPERATORS = frozenset(
     {"eq", "neq", "gt", "gte", "lt", "lte", "in", "nin", "like", "nlike", "between", "nbetween",
      "contains", "ncontains"}
 )  # fmt: skip
-LIST_TYPES = frozenset({"MY_JOBS", "SHARED_JOBS", "ALL_JOBS"})
 SEARCHABLE = frozenset(ALL_FIELDS) - JSON_STRING_FIELDS
 _SNAKE = {re.sub(r"(?<!^)(?=[A-Z])", "_", f).lower(): f for f in ALL_FIELDS}
 
@@ -198,43 +184,10 @@ def condition(key: str, raw: str) -> Predicate:  # noqa: C901, PLR0911, PLR0912 
     return _compare(attr, op, typed(attr, unescape(raw)))
 
 
-def conditions(params: Iterable[tuple[str, str]]) -> list[Predicate]:
-    """Compile every non-reserved query parameter into a condition (all must hold).
-
-    Raises:
-        SearchError: a parameter is not a valid condition.
-    """
-    return [condition(k, v) for k, v in params if k not in RESERVED]
-
-
 @dataclass(frozen=True)
 class Order:
     attr: str
     desc: bool
-
-
-def order_by(text: str | None) -> tuple[Order, ...]:
-    """Parse `lastUpdated(desc),name(asc)`; a bare name sorts ascending.
-
-    Raises:
-        SearchError: an unknown attribute or direction.
-    """
-    if not text:
-        return ()
-    out = []
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*([A-Za-z_]+)\s*(?:\(\s*(asc|desc)\s*\))?\s*", part, re.IGNORECASE)
-        if not match:
-            msg = f"SEARCH_INVALID_ORDERBY Cannot parse orderBy {text!r}."
-            raise SearchError(msg)
-        out.append(Order(attribute(match.group(1)), (match.group(2) or "asc").lower() == "desc"))
-    return tuple(out)
-
-
-def order_text(orders: Sequence[Order]) -> str | None:
-    if not orders:
-        return None
-    return ",".join(f"{o.attr}({'desc' if o.desc else 'asc'})" for o in orders)
 
 
 def sort_jobs(jobs: Iterable[J], orders: Sequence[Order]) -> list[J]:
@@ -244,51 +197,6 @@ def sort_jobs(jobs: Iterable[J], orders: Sequence[Order]) -> list[J]:
         attr = order.attr
         out.sort(key=lambda j: ((v := j.value(attr)) is None, v), reverse=order.desc)
     return out
-
-
-def first_after(ordered: Sequence[J], order: Order, after: Any) -> int:
-    """Index of the first job strictly after `after` in the first ordering column."""
-    attr = order.attr
-
-    def past(job: J) -> bool:
-        v = job.value(attr)
-        if order.desc:
-            return v is not None and v < after
-        return v is None or v > after
-
-    lo, hi = 0, len(ordered)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if past(ordered[mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def select_fields(text: str | None) -> tuple[str, ...] | str:
-    """`summaryAttributes` (default), `allAttributes`, or the listed fields (uuid always included).
-
-    Raises:
-        SearchError: an unknown attribute.
-    """
-    if not text or text == "summaryAttributes":
-        return "summary"
-    if text == "allAttributes":
-        return "all"
-    fields = []
-    for name in text.split(","):
-        stripped = name.strip()
-        if stripped in {"summaryAttributes", "allAttributes"}:
-            return "all" if stripped == "allAttributes" else "summary"
-        if stripped not in ALL_FIELDS:
-            msg = f"SEARCH_INVALID_SELECT The attribute {stripped!r} cannot be selected."
-            raise SearchError(msg)
-        if stripped not in fields:
-            fields.append(stripped)
-    if "uuid" not in fields:
-        fields.append("uuid")
-    return tuple(fields)
 
 
 def int_param(params: dict[str, str], name: str, default: int) -> int:
@@ -305,12 +213,3 @@ def int_param(params: dict[str, str], name: str, default: int) -> int:
     except ValueError as exc:
         msg = f"SEARCH_INVALID_VALUE {name} must be an integer, got {raw!r}."
         raise SearchError(msg) from exc
-
-
-def start_after_value(order: Order, raw: str) -> Any:
-    """Type a `startAfter` value like the first ordering column.
-
-    Raises:
-        SearchError: the value does not fit the column.
-    """
-    return typed(order.attr, unescape(raw))

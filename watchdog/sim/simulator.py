@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from watchdog.sim import api, auth
+from watchdog.sim import api, auth, listing, queryfilter
 from watchdog.sim.faults import Fault, FaultPlan
 from watchdog.sim.fleet import Fleet
 from watchdog.sim.live import LiveEngine
@@ -186,6 +186,15 @@ class Simulator:
         with self._lock:
             self._settle()
             return [j.uuid for j in self._store]
+
+    def shared_with(self, uuid: str) -> frozenset[str]:
+        """The users a job is shared with (its `JobShared` rows).
+
+        Raises:
+            KeyError: no such job.
+        """
+        with self._lock:
+            return self._get(uuid).shared_with
 
     def job(self, uuid: str) -> dict[str, Any]:
         """A copy of a job's full record.
@@ -400,7 +409,7 @@ class Simulator:
                 400, "JOBS_SEARCH_ERROR SQL-like search bodies are not supported by this simulator."
             )
         elif endpoint in {"search", "list"}:
-            reply = api.search(store, caller, params, listing=endpoint == "list")
+            reply = listing.search(store, caller, params, listing=endpoint == "list")
         else:
             assert uuid is not None
             if endpoint == "get":
@@ -408,7 +417,14 @@ class Simulator:
             elif endpoint == "status":
                 reply = api.get_status(store, caller, uuid)
             elif endpoint == "history":
-                reply = api.get_history(store, caller, uuid, params)
+                paging = queryfilter.request_filter(params, caller)
+                reply = (
+                    paging
+                    if isinstance(paging, api.Reply)
+                    else api.get_history(
+                        store, caller, uuid, limit=paging.limit or 100, skip=paging.skip
+                    )
+                )
             elif endpoint == "cancel":
                 reply = api.cancel(store, caller, uuid, now, self.fleet.cancel_delay)
             elif endpoint == "sendEvent":

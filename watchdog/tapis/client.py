@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +73,8 @@ __all__ = [
 T = TypeVar("T")
 
 HISTORY_PAGE = 100
+MAX_EVENT_DATA = 16_384
+MAX_EVENT_DETAIL = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,13 @@ class TapisClient:
     # -- authentication -------------------------------------------------------------------
 
     @property
+    def identity(self) -> str | None:
+        """The user Tapis acts as: the token's `tapis/username` claim, else the configured one."""
+        claims = getattr(getattr(self._tapis, "access_token", None), "claims", None)
+        user = claims.get("tapis/username") if isinstance(claims, dict) else None
+        return user if isinstance(user, str) and user else self._username
+
+    @property
     def can_login(self) -> bool:
         """Whether the client holds a username and password, so it can get a new token itself."""
         return bool(self._username and self._password)
@@ -197,7 +207,6 @@ class TapisClient:
         select: Sequence[str],
         limit: int,
         order_by: str | None = None,
-        start_after: str | None = None,
         list_type: str = "MY_JOBS",
         compute_total: bool = False,
     ) -> SearchPage:
@@ -205,6 +214,8 @@ class TapisClient:
 
         `conditions` are `<attribute>.<op>` → value pairs such as `{"status.in": "RUNNING,QUEUED"}`;
         they travel as query parameters (tapipy drops undeclared keyword arguments, so they must).
+        There is no `startAfter` and no `skip`: Tapis declares `startAfter` an int and never uses
+        it, so keyset paging goes through a `uuid.gt` condition (see `watchdog.poll.scan`).
 
         Raises:
             TapisError: see the class docstring.
@@ -216,8 +227,6 @@ class TapisClient:
         }
         if order_by is not None:
             query["orderBy"] = order_by
-        if start_after is not None:
-            query["startAfter"] = start_after
         if compute_total:
             query["computeTotal"] = "true"
         query.update(conditions)
@@ -324,6 +333,9 @@ class TapisClient:
         Raises:
             TapisError: see the class docstring (Tapis refuses events for ended jobs).
         """
+        # Tapis's schema: eventData 1-16,384 characters, eventDetail 1-64 of [a-zA-Z0-9_].
+        data = data[:MAX_EVENT_DATA] if data.strip() else "tapis-watchdog"
+        detail = re.sub(r"[^a-zA-Z0-9_]", "_", detail)[:MAX_EVENT_DETAIL] or "DEFAULT"
         await self._call(
             "send_event",
             lambda t: t.jobs.sendEvent(jobUuid=uuid, eventData=data, eventDetail=detail),
