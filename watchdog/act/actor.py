@@ -127,6 +127,7 @@ class Actor:
             following=frozenset(self._follower.following),
             silences=tuple(self.store.active_silences(now)),
             spare=self.spare,
+            identity=self.client.identity,
         )
         decided = plan_poll(jobs, rules, snapshot, now, settings, entered=entered)
         records.apply(decided.changes)

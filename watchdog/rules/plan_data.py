@@ -38,6 +38,9 @@ class PlanSettings:
     """The silences in force at this poll (`StateStore.active_silences`)."""
     spare: SpareHint | None = None
     """How grace warnings write the command that lets the job run (none: not named)."""
+    identity: str | None = None
+    """The user Tapis acts as: a job owned by someone else (listed through sharing) is never
+    cancelled, since sharing gives no right to cancel (None: unknown, every job counts as own)."""
 
     @classmethod
     def from_safety(
@@ -48,6 +51,7 @@ class PlanSettings:
         following: frozenset[str] = frozenset(),
         silences: tuple[Silence, ...] = (),
         spare: SpareHint | None = None,
+        identity: str | None = None,
     ) -> PlanSettings:
         return cls(
             exempt=safety.exempt,
@@ -57,6 +61,7 @@ class PlanSettings:
             following=following,
             silences=silences,
             spare=spare,
+            identity=identity,
         )
 
 

@@ -326,6 +326,9 @@ class Planner:
                 continue
             if is_exempt(job, self.settings.exempt):
                 self._skip_once(job, verdict, "exempt")
+            elif not owned_by(job, self.settings.identity):
+                # Listed through sharing: Tapis gives no right to cancel it (401 on cancelJob).
+                self._skip_once(job, verdict, "not_authorized")
             else:
                 due.append((job, verdict))
         allowed = self._breaker(due)
@@ -369,6 +372,11 @@ class Planner:
             else:
                 self._skip_once(job, verdict, "circuit_open")
         return breaker.allowed
+
+
+def owned_by(job: Job, identity: str | None) -> bool:
+    """Whether the identity owns the job, so may cancel it (an unknown owner or identity: yes)."""
+    return not job.owner or identity is None or job.owner == identity
 
 
 def _started(decision: Decision | None, job_uuid: str, rule: str, now: datetime) -> Decision:

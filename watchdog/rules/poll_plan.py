@@ -14,8 +14,9 @@ What a plan holds, in the order the daemon used to do it step by step:
   warning is logged once per match and reaches no one;
 - clears: an open match that did not hold this poll is over (`job_cleared` if it was warned); a
   warned match of a job the poll no longer lists needs the job's current record first (a look-up);
-- skips, once per outcome: per-rule dry-run rules (`dry_run`), exempt jobs (`exempt`), and what the
-  circuit breaker holds (`circuit_open`);
+- skips, once per outcome: per-rule dry-run rules (`dry_run`), exempt jobs (`exempt`), jobs the
+  identity does not own (`not_authorized`: listed through sharing, which gives no right to cancel;
+  nothing is sent), and what the circuit breaker holds (`circuit_open`);
 - the cancels to send, at most one per job: the first due `cancel` rule in file order.
 
 In a dry run (`PlanSettings.dry_run`) the plan is the one a real run would make from the same state,
