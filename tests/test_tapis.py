@@ -33,6 +33,7 @@ from watchdog.errors import (
     TapisRequestError,
     TapisUnavailableError,
 )
+from watchdog.poll.scan import poll_jobs
 from watchdog.sim import Simulator
 from watchdog.tapis.client import JobStatus, RetryPolicy, TapisClient
 
@@ -729,3 +730,84 @@ async def test_wrong_password_against_the_simulator(sim_client: tuple[Simulator,
         with pytest.raises(TapisAuthError) as caught:
             await client.login()
     assert "nope" not in str(caught.value)
+
+
+async def test_an_unknown_job_is_job_not_found_whatever_status_each_endpoint_answers(
+    sim_client: tuple[Simulator, Settings],
+):
+    """getJobStatus and getJobHistory answer 404, getJob 500, cancelJob 400: all not found."""
+    sim, settings = sim_client
+    unknown = "00000000-0000-4000-8000-000000000000-007"
+    async with TapisClient(settings, retry=FAST) as client:
+        await client.login()
+        caught = []
+        for call in (client.get_status, client.get_history, client.get_job, client.cancel_job):
+            with pytest.raises(JobNotFoundError) as err:
+                await call(unknown)
+            caught.append(err.value.http_status)
+    assert caught == [404, 404, 500, 400]
+    assert sum(1 for r in sim.requests if r.endpoint == "get") == 1  # not retried as a 5xx
+
+
+async def test_identity_comes_from_the_token(sim_client: tuple[Simulator, Settings]):
+    sim, settings = sim_client
+    async with TapisClient(settings, retry=FAST) as client:
+        await client.login()
+        assert client.identity == "alice"
+    ready = Settings(
+        settings.base_url,
+        tenant_id=sim.tenant_id,
+        username=None,
+        password=None,
+        access_token=SecretStr(sim.mint_token("bob")),
+    )
+    async with TapisClient(ready, retry=FAST) as client:
+        await client.login()
+        assert client.identity == "bob"
+
+
+async def test_send_event_fits_what_tapis_accepts(sim_client: tuple[Simulator, Settings]):
+    """eventData at most 16,384 characters, eventDetail 1-64 of [a-zA-Z0-9_]."""
+    sim, settings = sim_client
+    running = _sim_job(sim, "alice", "RUNNING")
+    async with TapisClient(settings, retry=FAST) as client:
+        await client.login()
+        await client.send_event(running, "x" * 20_000, "watchdog-warning: rule/long")
+        await client.send_event(running, "  ", "")
+    events = [e for e in sim.history(running) if e["event"] == "JOB_USER_EVENT"]
+    assert [e["eventDetail"] for e in events] == ["watchdog_warning__rule_long", "DEFAULT"]
+    assert [len(e["description"]) for e in events] == [16_384, len("tapis-watchdog")]
+
+
+async def test_a_poll_pages_by_the_servers_collation_and_never_splits_it(
+    server: Server, tapis: Tapis
+):
+    """Tapis's code leaves the order to the database's collation. Under a case-insensitive one
+    "B..." sorts between "a..." and "c...": the poll follows the server's order with its cursor,
+    sees every job once, and does not cut the key space by byte-order bounds."""
+    uuids = [f"{c}{i:07x}-0000-4000-8000-000000000000-007" for c in "aBcD" for i in range(3)]
+
+    def search(seen: Seen) -> Reply:
+        after, limit = seen.params.get("uuid.gt"), int(seen.params["limit"])
+        rows = sorted(
+            (u for u in uuids if after is None or u.lower() > after.lower()), key=str.lower
+        )
+        page = [{"uuid": u, "status": "RUNNING"} for u in rows[:limit]]
+        return envelope(page, recordLimit=limit)
+
+    tapis.routes["GET", "/v3/jobs/search"] = search
+    async with TapisClient(Settings(server.base_url), retry=FAST) as client:
+        await client.login()
+        result = await poll_jobs(
+            client,
+            statuses=["RUNNING"],
+            list_type="MY_JOBS",
+            page_size=4,
+            fields=["uuid", "status"],
+            max_ranges=4,
+        )
+    assert sorted(j.uuid for j in result.jobs) == sorted(uuids)
+    searches = [r for r in server.requests if r.path == "/v3/jobs/search"]
+    assert len(searches) == 4  # 12 jobs in pages of 4, and the empty page that ends the scan
+    assert not [r for r in searches if "uuid.gte" in r.params or "uuid.lt" in r.params]
+    assert result.ranges == 1
