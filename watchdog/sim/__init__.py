@@ -1,7 +1,8 @@
 """A simulated Tapis v3 tenant over HTTP, for tests, the demo and benchmarks.
 
-It serves what a watchdog touches, with Tapis's own shapes, codes and quirks (see the project's
-Tapis facts page): `POST /v3/oauth2/tokens`, `GET /v3/sites` and `/v3/tenants`, and under
+It serves what a watchdog touches, with the shapes, codes and quirks the Jobs service's code has
+(each one, its source and its test in `docs/tapis-conformance.md`): `POST /v3/oauth2/tokens`,
+`GET /v3/sites` and `/v3/tenants`, and under
 `/v3/jobs`: `search` (conditions, select, paging, listType), `list`, `{uuid}`, `{uuid}/status`,
 `{uuid}/history`, `{uuid}/cancel` (lands after `cancel_delay`), `{uuid}/sendEvent`,
 `{uuid}/hide` / `unhide`, `healthcheck` / `readycheck`. Token problems answer plain-text 401s.
