@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from watchdog import errors
+
 REPO = Path(__file__).resolve().parent.parent
 # A backticked token that reads as a path: a folder (`act/`) or a file with a known suffix.
 PATH = re.compile(r"`([A-Za-z0-9_.*/-]+(?:/|\.(?:py|md|yaml|yml|json|toml|service)))`")
@@ -36,3 +38,15 @@ def exists(name: str) -> bool:
 def test_docs_name_no_file_the_repository_lacks(doc: str) -> None:
     missing = [name for name in named_paths(REPO / doc) if not exists(name)]
     assert not missing, f"{doc} names {missing}, which the repository lacks"
+
+
+def test_readme_exit_code_table_has_every_code_the_command_line_uses() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ")}
+    codes = {
+        name: value
+        for name, value in vars(errors).items()
+        if name.startswith("EXIT_") and name != "EXIT_OK"
+    }
+    missing = {name: value for name, value in codes.items() if str(value) not in rows}
+    assert not missing, f"README's exit-code table lacks {missing}"

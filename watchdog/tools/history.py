@@ -28,7 +28,7 @@ FIGURES = (
     *("jobs_seen", "matches", "cancels", "api_calls", "duration_s"),
     *("version", "rule_count", "restart_needed", "metrics_url"),
     *("operation", "http_status", "retry_in_s"),
-    *("why", "final_status", "latency_s", "attempt", "by"),
+    *("why", "final_status", "latency_s", "attempt", "by", "silences_active"),
     *("silence_id", "expires_at", "ended_by"),
 )
 LAST = ("reason", "error")
