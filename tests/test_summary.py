@@ -256,6 +256,24 @@ def test_page_routes_answer_without_tapis(world: dict[str, Any]) -> None:
     assert verdicts["graced"]["matched"] is True
     assert verdicts["long-run"]["matched"] is False
     assert view["conclusion"].startswith("grace period of rule graced running: cancel at")
+    assert view["silences"] == []
+    with StateStore.open(world["state"]) as store:
+        silence = store.add_silence(
+            created_at=NOW - timedelta(minutes=1),
+            expires_at=NOW + timedelta(hours=6),
+            created_by="alice",
+            reason="thesis run",
+            uuids=["u-grace"],
+        )
+    view = json.loads(page.respond("/api/jobs/u-grace").body)
+    until = f"{NOW + timedelta(hours=6):%Y-%m-%dT%H:%M:%SZ}"
+    spared = (
+        f"silence {silence.id} spares it from every cancel until {until} (by alice: thesis run)"
+    )
+    assert view["silences"] == [spared]
+    assert "silenced until" in view["conclusion"]
+    assert view["explain"][-2] == f"  {view['silences'][0]}"
+    assert f"silence {silence.id} spares it" in page.respond("/jobs/u-grace").body.decode()
     assert page.respond("/jobs/u-ok").status == 200  # known to the store, not in the last poll
     assert page.respond("/api/jobs/u-nobody").status == 404
     assert page.respond("/nothing").status == 404

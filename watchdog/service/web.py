@@ -129,6 +129,7 @@ def job_view(
             since,
             exempt=live.config.safety.exempt,
             first_match=first_match,
+            silences=reader.active_silences(snapshot.at),
         )
         view.update(
             job=_job_dict(job),
@@ -143,6 +144,7 @@ def job_view(
                 }
                 for v in told.verdicts
             ],
+            silences=list(told.silences),
             conclusion=told.conclusion,
             explain=explain_lines(told),
         )

@@ -24,11 +24,10 @@ from watchdog.errors import (
     UsageError,
 )
 from watchdog.jobs import Job, parse_job, status_entered_from_history
-from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule, evaluate
-from watchdog.rules.plan import is_exempt, plan
-from watchdog.rules.silence import silences_by_rule
+from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule
+from watchdog.rules.explain import explain, explain_lines
 from watchdog.state.files import check_state_path
-from watchdog.tools.silence import describe_silences, spared_sentence, stored_silences
+from watchdog.tools.silence import stored_silences
 
 if TYPE_CHECKING:
     import argparse
@@ -96,43 +95,11 @@ def _explain_job(
     *,
     silences: Sequence[Silence] = (),
 ) -> None:
-    verdicts = evaluate(job, rules, now, status_since)
-    _out(f"job {job.uuid} ({job.name}) owner {job.owner} app {job.app_id} status {job.status}")
-    for verdict in verdicts:
-        mark = "MATCH" if verdict.matched else "no"
-        _out(f"  [{mark}] {verdict.rule} ({verdict.action}): {verdict.reason}")
-        for line in verdict.details:
-            _out(f"      {line}")
-    for line in describe_silences(job, silences, now):
-        _out(f"  {line}")
-    # The daemon's own decision, as on a job seen for the first time now.
-    silenced = silences_by_rule(job, [r.name for r in rules], silences, now)
-    decided = plan(
-        verdicts, {}, now, exempt=is_exempt(job, config.safety.exempt), silenced=silenced
-    )
-    step = next((step for step in decided.steps if step.kind == "grace"), None)
-    grace = step.verdict if step is not None else None
-    if decided.exempt:
-        _out("  => exempt: the watchdog never acts on this job")
-    elif decided.winner is not None:
-        _out(f"  => would cancel by rule {decided.winner.rule}")
-    elif decided.silenced:
-        _out(f"  => {spared_sentence(decided.silenced[0])}")
-    elif step is not None and step.silence is not None and step.cancel_at is not None:
-        _out(
-            f"  => would warn by rule {step.verdict.rule}; silenced until "
-            f"{step.silence.until:%Y-%m-%dT%H:%M:%SZ}, so the cancel comes at "
-            f"{step.cancel_at:%Y-%m-%dT%H:%M:%SZ} at the earliest if it still matches"
-        )
-    elif grace is not None and grace.grace is not None:
-        _out(
-            f"  => would warn by rule {grace.rule}, and cancel after a grace of "
-            f"{format_duration(grace.grace)} if it still matches; no cancel now"
-        )
-    elif decided.outcome == "warn":
-        _out(f"  => would warn by rule {decided.rule}; no cancel")
-    else:
-        _out("  => no cancel")
+    # The daemon's own decision, as on a job seen for the first time now; the status page's job
+    # view says it in the same words.
+    told = explain(job, rules, now, status_since, exempt=config.safety.exempt, silences=silences)
+    for line in explain_lines(told):
+        _out(line)
 
 
 def _parse_now(text: str | None) -> datetime:

@@ -24,15 +24,13 @@ from watchdog.config.model import OfflineConfig, load_offline_config
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import StateError, UsageError
 from watchdog.events import EventLog, configure_logging, register_secret, silence_fields
-from watchdog.rules.silence import glob_matches_everything, spares
+from watchdog.rules.silence import glob_matches_everything
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator
     from datetime import timedelta
 
-    from watchdog.jobs import Job
-    from watchdog.rules.plan import Step
     from watchdog.state.schema import Silence
     from watchdog.state.store import StateStore
 
@@ -117,31 +115,6 @@ def stored_silences(config: OfflineConfig, now: datetime) -> list[Silence]:
         return []
     with StateStore.open(config.state.path) as store:
         return store.active_silences(now)
-
-
-def describe_silences(job: Job, silences: Sequence[Silence], now: datetime) -> list[str]:
-    """One line per silence in force that spares the job (from some rule or from all)."""
-    lines = []
-    for silence in silences:
-        rule = silence.rule or ""
-        if not silence.active(now) or not spares(silence, job, rule, now):
-            continue
-        lines.append(
-            f"silence {silence.id} spares it from {_rules(silence)} until "
-            f"{silence.until:{_TIME}} (by {silence.created_by}: {silence.reason})"
-        )
-    return lines
-
-
-def spared_sentence(step: Step) -> str:
-    """What happens to a cancel a silence spares, for `explain`."""
-    silence = step.silence
-    assert silence is not None
-    return (
-        f"would cancel by rule {step.verdict.rule}, but silence {silence.id} spares it until "
-        f"{silence.until:{_TIME}} (by {silence.created_by}: {silence.reason}); the cancel "
-        "comes at the first poll after that if it still matches"
-    )
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
