@@ -55,6 +55,9 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # A poll's listing travels as one JSON parameter; the temporary b-trees SQLite builds
+            # from it (100,000 uuids: a few MB) would otherwise go through a temporary file.
+            conn.execute("PRAGMA temp_store=MEMORY")
             _migrate(conn, path)
             files.tighten(path)
         except sqlite3.Error as exc:
