@@ -229,7 +229,8 @@ class _Scan:
 
     async def run(self, max_ranges: int | None, concurrency: int, tg: TaskGroup) -> None:
         first = await self._fetch(_Range(), None)
-        last = self._advance(first, None, set())
+        first_seen: set[str] = set()
+        last = self._advance(first, None, first_seen)
         if not self._is_full(first) or last is None:
             self.ranges = 1
             await self._poll.keep_page(first)
@@ -246,11 +247,13 @@ class _Scan:
             ranges = split_after(last, count)
         self.ranges = len(ranges)
         tg.start_soon(self._poll.keep_page, first)
-        for key_range in ranges:
-            tg.start_soon(self._poll.run_or_stop, tg, self._scan, key_range, tg)
+        for index, key_range in enumerate(ranges):
+            # The range right after the first page knows its uuids, to count a repeat once.
+            seen = first_seen if index == 0 else set()
+            tg.start_soon(self._poll.run_or_stop, tg, self._scan, key_range, tg, seen)
 
-    async def _scan(self, key_range: _Range, tg: TaskGroup) -> None:
-        seen: set[str] = set()
+    async def _scan(self, key_range: _Range, tg: TaskGroup, seen: set[str] | None = None) -> None:
+        seen = set() if seen is None else seen
         cursor = key_range.gt
         asked = time.perf_counter()
         page = await self._fetch(key_range, cursor)
@@ -321,29 +324,33 @@ class _Scan:
         return len(page.records) >= (page.record_limit or self._poll.page_size)
 
     def _advance(self, page: SearchPage, cursor: str | None, seen: set[str]) -> str | None:
-        """The new cursor after `page`: its last uuid, in the server's order.
+        """The new cursor after `page`: its last uuid not seen before, in the server's order.
+
+        What cannot hurt is tolerated: a uuid already seen in this scan counts once (the job is
+        kept once), and a record without a uuid is skipped (reported as malformed when parsed),
+        the cursor staying on the last good uuid.
 
         Raises:
-            TapisError: a uuid came twice in this range's scan (the server is not applying
-                `uuid.gt`), or the page's last record has no uuid, so the scan cannot go on.
+            TapisError: a full page brought no uuid not seen before: the server is not applying
+                `uuid.gt`, and paging on would never end.
         """
+        fresh = 0
         for record in page.records:
             uuid = _uuid_of(record)
-            if uuid is None:
+            if uuid is None or uuid in seen:
                 continue
-            if uuid in seen:
-                raise TapisError(
-                    "search_jobs",
-                    f"job {uuid} answered twice in one {self.list_type} scan: the server did not "
-                    "apply the uuid.gt condition",
-                )
             seen.add(uuid)
+            fresh += 1
             if cursor is not None and uuid <= cursor:
                 # Another collation than byte order: page on by the server's order, never split.
                 self.byte_order = False
             cursor = uuid
-        if page.records and _uuid_of(page.records[-1]) is None:
-            raise TapisError("search_jobs", "the last record of a page has no uuid")
+        if fresh == 0 and self._is_full(page):
+            raise TapisError(
+                "search_jobs",
+                f"a full page of the {self.list_type} scan brought no job not seen before: the "
+                "server did not apply the uuid.gt condition",
+            )
         return cursor
 
 
