@@ -172,3 +172,18 @@ def test_compute_total_counts_own_and_shared(env):
         listType="ALL_JOBS", limit=2, computeTotal=True, _tapis_debug=True
     )
     assert debug.response.json()["metadata"]["totalCount"] == len(OWN) + len(SHARED)
+
+
+def test_summary_records_carry_a_null_condition(make_sim, tapis):
+    """`JobsDao.getJobsSearchByUsername` selects no CONDITION column into `JobListDTO`."""
+    fleet = {
+        "users": {"alice": "alice-pw"},
+        "jobs": [{"status": "FAILED", "condition": "SCHEDULER_TIMEOUT"}],
+    }
+    sim, url = make_sim(fleet)
+    client = tapis(sim, url, "alice")
+    (summary,) = client.jobs.getJobSearchList()
+    assert summary.condition is None
+    (selected,) = client.jobs.getJobSearchList(select="uuid,condition")
+    assert selected.condition == "SCHEDULER_TIMEOUT"
+    assert client.jobs.getJob(jobUuid=summary.uuid).condition == "SCHEDULER_TIMEOUT"

@@ -123,9 +123,13 @@ class SimJob:
         return self._full
 
     def summary_json(self) -> bytes:
+        """The summary record: `JobListDTO` has a `condition`, but `JobsDao` never selects the
+        column, so it is always null there."""
         if self._summary is None:
             rec = self.record
-            self._summary = orjson.dumps({k: rec[k] for k in SUMMARY_FIELDS})
+            summary = {k: rec[k] for k in SUMMARY_FIELDS}
+            summary["condition"] = None
+            self._summary = orjson.dumps(summary)
         return self._summary
 
     def value(self, attr: str) -> Any:
