@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from watchdog.sim import api
+from watchdog.sim import api, listing
 from watchdog.sim.fleet import load_fleet
 from watchdog.sim.simulator import Outcome, Request, RequestRecord, Simulator
 from watchdog.sim.tokens import TokenError, verify_jwt
@@ -145,7 +145,7 @@ class FastTapis(Simulator):
             if select:
                 query.append(("select", select))
             with self._lock:
-                reply = api.search(self._store, caller, query)
+                reply = listing.search(self._store, caller, query)
             if reply.status != 200:
                 return None
             records = sorted(orjson.loads(reply.body)["result"], key=lambda r: r["uuid"])
