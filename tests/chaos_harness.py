@@ -295,6 +295,8 @@ class CampaignResult:
     healthy_cancelled: int
     clean_run_s: float
     jobs_sent_two: int = 0
+    left: list[str] = field(default_factory=list)
+    """For each offender not cancelled: its cancels received and its attempts' answers."""
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -388,6 +390,11 @@ def run_campaign(
             healthy_cancelled=sum(cancels[u] > 0 for u in healthy_jobs),
             clean_run_s=clean_s,
             jobs_sent_two=sum(n == 2 for n in cancels.values()),
+            left=[
+                f"{u} {sim.job(u)['status']} received={cancels[u]} {_attempts(state, u)}"
+                for u in offenders
+                if sim.job(u)["status"] != "CANCELLED"
+            ],
             lines=lines,
         )
 
@@ -433,6 +440,22 @@ def _confirmed(state: Path) -> set[str]:
     finally:
         conn.close()
     return {row[0] for row in rows}
+
+
+def _attempts(state: Path, job_uuid: str) -> str:
+    conn = _connect(state)
+    if conn is None:
+        return ""
+    try:
+        cancels = conn.execute(
+            "SELECT id, outcome, sent_at IS NOT NULL FROM cancels WHERE job_uuid = ?", (job_uuid,)
+        ).fetchall()
+        attempts = conn.execute(
+            "SELECT cancel_id, answer FROM cancel_attempts WHERE job_uuid = ?", (job_uuid,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return f"cancels={cancels} attempts={attempts}"
 
 
 def _all_done(state: Path, offenders: list[str]) -> bool:

@@ -336,7 +336,8 @@ class Simulator:
                 with self._lock:
                     self._expired_tokens.add(token)
             message = "TAPIS_SECURITY_JWT_EXPIRED The JWT for this request has expired."
-            outcome = Outcome(api.error(401, (fault and fault.message) or message), latency)
+            # Plain text, as JWTValidateRequestFilter aborts (see docs/tapis-conformance.md).
+            outcome = Outcome(api.plain(401, (fault and fault.message) or message), latency)
         elif fault is not None and fault.kind == "rate_limit":
             reply = api.error(
                 429,
