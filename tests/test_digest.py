@@ -173,3 +173,18 @@ def test_the_running_daemon_sends_one_digest_a_day_across_a_restart(
     assert recorder.posts[0]["title"].startswith(
         f"tapis-watchdog digest {datetime.now(UTC):%Y-%m-%d}"
     )
+
+
+def test_check_says_when_each_digest_goes_out(
+    tmp_path: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from watchdog.cli import main  # noqa: PLC0415
+
+    target = {"url": recorder.url, "digest": "07:30", "timezone": "America/Chicago"}
+    config, store, _, _ = _world(tmp_path, [target, {**target, "skip_empty": True}])
+    store.close()
+    assert main(["check", "-c", config.source]) == 0
+    out = capsys.readouterr().out
+    assert "notify #1 json://...: daily digest at 07:30 America/Chicago\n" in out
+    assert "notify #2 json://...: daily digest at 07:30 America/Chicago, skipped on a quiet" in out
+    assert SECRET not in out

@@ -79,6 +79,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"verify {format_duration(safety.verify_timeout)}, "
         f"re-send after {format_duration(safety.resend_after)}"
     )
+    if config.metrics is not None:
+        _out(f"  listener: http://{config.metrics.listen}/ (status page, /metrics, /healthz)")
+    for index, target in enumerate(config.notify, start=1):
+        parts = [f"events {', '.join(target.events)}"] if target.events else []
+        if target.digest is not None:
+            zone = target.timezone or "local time"
+            skip = ", skipped on a quiet day" if target.skip_empty else ""
+            parts.append(f"daily digest at {target.digest:%H:%M} {zone}{skip}")
+        _out(f"  notify #{index} {target.display_url}: {'; '.join(parts)}")
     _out(f"  rules ({len(rules)}):")
     for rule in rules:
         _out(f"    {describe_rule(rule)}")
