@@ -79,6 +79,11 @@ def test_a_running_daemon_applies_a_silence_at_its_next_poll_and_keeps_it(
         assert status == 200
         assert "Silences in force: 1" in page
         assert silence_id in page
+        status, body = http_get(f"{url}/api/jobs/{job}")
+        assert status == 200, body
+        view = json.loads(body)
+        assert f"but silence {silence_id}" in view["conclusion"]
+        assert any(f"silence {silence_id} spares it" in line for line in view["explain"])
 
         # A reload keeps it: the job is still spared, polls after the reload send no cancel.
         daemon.send(signal.SIGHUP)
