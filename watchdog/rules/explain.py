@@ -8,6 +8,7 @@ force that spare the job, and the conclusion (`=> would cancel by rule ...`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from watchdog.durations import format_duration
@@ -96,9 +97,12 @@ def _conclusion(decided: Plan, running: bool) -> str:  # noqa: PLR0911 - one sen
             f"{step.cancel_at:{_TIME}} at the earliest if it still matches"
         )
     if step is not None and running and step.grace_until is not None:
+        until = step.grace_until
+        if until.microsecond:  # rounded up, as the warnings say it: never before this time
+            until = until.replace(microsecond=0) + timedelta(seconds=1)
         return (
             f"grace period of rule {step.verdict.rule} running: cancel at "
-            f"{step.grace_until:{_TIME}} if it still matches; no cancel now"
+            f"{until:{_TIME}} if it still matches; no cancel now"
         )
     if step is not None and step.verdict.grace is not None:
         return (

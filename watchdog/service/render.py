@@ -44,6 +44,14 @@ def stamp(value: datetime | None) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
+def stamp_up(value: datetime | None) -> str:
+    """`stamp`, rounded up to the second: a deadline, as the daemon's warnings name it (the
+    cancel never comes before the time shown)."""
+    if value is not None and value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
+    return stamp(value)
+
+
 def seconds(value: float | None) -> str:
     """A latency for people: `42s`, `3m10s`, or `-`."""
     if value is None:
@@ -64,6 +72,7 @@ def relative(value: datetime | None, now: datetime) -> str:
 
 
 _ENV.filters["stamp"] = stamp
+_ENV.filters["stamp_up"] = stamp_up
 _ENV.filters["seconds"] = seconds
 _ENV.globals["version"] = __version__
 
@@ -205,7 +214,7 @@ def _lines(summary: Summary, *, markdown: bool) -> list[str]:
     lines += head(f"Grace periods running: {len(summary.grace)}")
     lines += [
         item(
-            f"{job(g.job_uuid, g.job_name)} rule {g.rule}: cancel at {stamp(g.deadline)} "
+            f"{job(g.job_uuid, g.job_name)} rule {g.rule}: cancel at {stamp_up(g.deadline)} "
             f"({relative(g.deadline, now)}) if it still matches"
             + (" [dry run]" if g.dry_run else "")
         )
