@@ -9,6 +9,8 @@
         state    StateSettings     SQLite path, retention of terminal jobs
         safety   SafetySettings    dry run, circuit breaker, verify timeout, exemptions
         rules    tuple[RuleConfig] see watchdog.config.rule_schema
+        budgets  tuple[BudgetConfig] limits across jobs, see watchdog.config.budget_schema
+        charge_rates ChargeRates   SU per node hour by exec system and queue (for su limits)
         metrics  MetricsSettings | None
         notify   tuple[NotifyTarget]
         source   the file it came from
@@ -33,6 +35,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from watchdog.config.budget_schema import (
+    BudgetConfig,
+    ChargeRates,
+    budget_problems,
+)
 from watchdog.config.fields import (
     Flag,
     Loc,
@@ -62,6 +69,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENTS",
     "LIST_TYPES",
+    "BudgetConfig",
+    "ChargeRates",
     "Config",
     "ExemptSettings",
     "MetricsSettings",
@@ -288,6 +297,8 @@ class OfflineConfig(StrictModel):
     state: StateSettings = StateSettings()
     safety: SafetySettings = SafetySettings()
     rules: tuple[RuleConfig, ...] = ()
+    budgets: tuple[BudgetConfig, ...] = ()
+    charge_rates: ChargeRates = ChargeRates()
     metrics: MetricsSettings | None = None
     notify: tuple[NotifyTarget, ...] = ()
     source: str = ""
@@ -311,6 +322,7 @@ class OfflineConfig(StrictModel):
                         ),
                     )
                 )
+        found += budget_problems(self.budgets, first, self.charge_rates)
         if found:
             raise problems(found)
         return self
@@ -328,7 +340,7 @@ def _defaults(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     for section in ("poll", "state", "safety"):
         if data.get(section, ...) is None:
             data[section] = {}
-    for section in ("rules", "notify"):
+    for section in ("rules", "notify", "budgets"):
         if data.get(section, ...) is None:
             data[section] = []
     state = data.setdefault("state", {})

@@ -264,22 +264,23 @@ def _read_failure(exc: Exception) -> str:
 
 
 def key_path(loc: Loc, raw: Any) -> str:
-    """`('rules', 2, 'when')` → `rules[2] (frontera-12h).when`, naming the rule where known."""
+    """`('rules', 2, 'when')` → `rules[2] (frontera-12h).when`, naming the rule (or budget)
+    where known."""
     text = ""
     for index, part in enumerate(loc):
         if isinstance(part, int):
             text += f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
-        if index == 1 and loc[0] == "rules" and isinstance(part, int):
-            name = _rule_name(raw, part)
+        if index == 1 and loc[0] in {"rules", "budgets"} and isinstance(part, int):
+            name = _rule_name(raw, part, str(loc[0]))
             if name:
                 text += f" ({name})"
     return text or "(top level)"
 
 
-def _rule_name(raw: Any, index: int) -> str | None:
-    rules = raw.get("rules") if isinstance(raw, dict) else None
+def _rule_name(raw: Any, index: int, section: str = "rules") -> str | None:
+    rules = raw.get(section) if isinstance(raw, dict) else None
     if isinstance(rules, list) and 0 <= index < len(rules) and isinstance(rules[index], dict):
         name = rules[index].get("name")
         if isinstance(name, str) and name:

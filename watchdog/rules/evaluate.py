@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime, timedelta
 
-    from watchdog.config.rule_schema import RuleConfig
+    from watchdog.config.rule_schema import Match, RuleConfig
     from watchdog.jobs import Job
     from watchdog.rules.conditions import AllOf
 
@@ -144,24 +144,29 @@ class CompiledRule:
         return all(selector.holds(job) for selector in self.selectors)
 
 
-def compile_rule(rule: RuleConfig) -> CompiledRule:
-    """Compile one validated rule (its patterns were checked at load, so this does not fail)."""
+def compile_selectors(match: Match) -> tuple[Selector, ...]:
+    """A `match` map's selectors (a rule's, or a budget's group)."""
     selectors: list[Selector] = []
     for key, label, read in _GLOB_SELECTORS:
-        globs = getattr(rule.match, key)
+        globs = getattr(match, key)
         if globs is not None:
             selectors.append(Selector(key, label, read, globs, _globs(globs)))
-    if rule.match.status is not None:
-        selectors.append(Selector("status", "status", _status, rule.match.status, ()))
-    if rule.match.tags_any is not None:
-        selectors.append(Selector("tags_any", "tags", _tags, rule.match.tags_any, ()))
+    if match.status is not None:
+        selectors.append(Selector("status", "status", _status, match.status, ()))
+    if match.tags_any is not None:
+        selectors.append(Selector("tags_any", "tags", _tags, match.tags_any, ()))
+    return tuple(selectors)
+
+
+def compile_rule(rule: RuleConfig) -> CompiledRule:
+    """Compile one validated rule (its patterns were checked at load, so this does not fail)."""
     return CompiledRule(
         name=rule.name,
         description=rule.description,
         action=rule.action,
         grace=rule.grace,
         dry_run=rule.dry_run,
-        selectors=tuple(selectors),
+        selectors=compile_selectors(rule.match),
         when=compile_conditions(rule.when),
         config=rule,
     )

@@ -24,6 +24,7 @@ from watchdog.errors import (
     UsageError,
 )
 from watchdog.jobs import Job, parse_job, status_entered_from_history
+from watchdog.rules.budgets import compile_budgets, describe_budget
 from watchdog.rules.evaluate import CompiledRule, compile_rules, describe_rule
 from watchdog.rules.explain import explain, explain_lines
 from watchdog.state.files import check_state_path
@@ -91,6 +92,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     _out(f"  rules ({len(rules)}):")
     for rule in rules:
         _out(f"    {describe_rule(rule)}")
+    if config.budgets:
+        _out(f"  budgets ({len(config.budgets)}):")
+        for budget in compile_budgets(config.budgets):
+            _out(f"    {describe_budget(budget)}")
     return 0
 
 
