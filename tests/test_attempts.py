@@ -24,14 +24,20 @@ def test_attempts_are_kept_per_job_and_rule_with_their_first_answer(tmp_path: Pa
         one = store.begin_attempt(first, T0)
         store.answer_attempt(one.id, "lost", T0 + timedelta(seconds=1), "reset")
         store.answer_attempt(one.id, "accepted", T0 + timedelta(seconds=2))
-        store.begin_attempt(first, T0 + timedelta(seconds=60))
+        unsent = store.begin_attempt(first, T0 + timedelta(seconds=60))
         store.begin_attempt(other, T0)
         found = store.attempts_for("a", "r")
         assert [(a.answer, a.detail, a.written_at) for a in found] == [
             ("lost", "reset", T0),
             (None, None, T0 + timedelta(seconds=60)),
         ]
-        assert all(a.maybe_received for a in found)
+        # Unanswered: it may have reached Tapis only once it was marked as leaving.
+        assert [a.maybe_received for a in found] == [True, False]
+        store.mark_attempt_left(unsent.id, T0 + timedelta(seconds=61))
+        store.mark_attempt_left(unsent.id, T0 + timedelta(seconds=99))
+        found = store.attempts_for("a", "r")
+        assert found[1].left_at == T0 + timedelta(seconds=61)
+        assert [a.maybe_received for a in found] == [True, True]
         with pytest.raises(StateError, match="no cancel with id 999"):
             store.begin_attempt(999, T0)
 
@@ -60,12 +66,14 @@ def test_the_plan_counts_what_may_have_reached_tapis(tmp_path: Path) -> None:
         plan = CancelPlan.of(store.attempts_for("a", "r"))
         assert (plan.first_sent_at, plan.requests, plan.resend_due(60)) == (None, 0, None)
 
-        store.begin_attempt(cancel, T0 + timedelta(seconds=5))
+        left = store.begin_attempt(cancel, T0 + timedelta(seconds=5))
+        store.mark_attempt_left(left.id, T0 + timedelta(seconds=5))
         plan = CancelPlan.of(store.attempts_for("a", "r"))
         assert plan.first_sent_at == T0 + timedelta(seconds=5)
         assert plan.resend_due(60) == T0 + timedelta(seconds=65)
 
-        store.begin_attempt(cancel, T0 + timedelta(seconds=70))
+        again = store.begin_attempt(cancel, T0 + timedelta(seconds=70))
+        store.answer_attempt(again.id, "accepted", T0 + timedelta(seconds=70))
         plan = CancelPlan.of(store.attempts_for("a", "r"))
         assert (plan.requests, plan.resend_left, plan.resend_due(60)) == (2, False, None)
 

@@ -27,7 +27,7 @@ RUNAWAY: dict[str, Any] = {"name": "j", "status": "RUNNING", "remoteStarted": "-
 
 def crash_state(t: Tenant, *, ago: float, answers: list[str | None]) -> None:
     """A cancel of job `j` decided `ago` seconds ago, with one attempt per answer (None: the
-    daemon died with the request out), the first written when the cancel was decided."""
+    daemon died with the request out; "unsent": it died before the request left)."""
     uuid = t.uuid("j")
     begun = datetime.now(UTC) - timedelta(seconds=ago)
     with StateStore.open(t.state_path) as store:
@@ -36,7 +36,9 @@ def crash_state(t: Tenant, *, ago: float, answers: list[str | None]) -> None:
         cancel_id = store.begin_cancel(uuid, "long-run", begun)
         for answer in answers:
             attempt = store.begin_attempt(cancel_id, begun)
-            if answer is not None:
+            if answer != "unsent":
+                store.mark_attempt_left(attempt.id, begun)
+            if answer not in {None, "unsent"}:
                 store.answer_attempt(attempt.id, answer, begun)
 
 
@@ -91,11 +93,14 @@ async def test_a_decision_never_gets_a_third_cancel_request(
         assert len(store.attempts_for(uuid, "long-run")) == 2
 
 
-async def test_an_attempt_that_provably_never_left_is_sent_again(tenant: TenantFactory) -> None:
+@pytest.mark.parametrize("answer", ["never_sent", "unsent"], ids=["refused", "died-before"])
+async def test_an_attempt_that_provably_never_left_is_sent_again(
+    tenant: TenantFactory, answer: str
+) -> None:
     t = tenant(base_fleet([RUNAWAY]))
     t.write_config([LONG_RUN])
     uuid = t.uuid("j")
-    crash_state(t, ago=0.5, answers=["never_sent"])
+    crash_state(t, ago=0.5, answers=[answer])
 
     events = await t.run_once()
 
@@ -184,5 +189,7 @@ async def test_a_cancel_without_a_usable_answer_is_followed_and_resent_on_schedu
     one(events, "tapis_error", operation="cancel_job")
     assert one(events, "job_cancelled", job_uuid=uuid)["final_status"] == "CANCELLED"
     with StateStore.open(t.state_path) as store:
-        answers = [a.answer for a in store.attempts_for(uuid, "long-run")]
-    assert answers == ["lost", "accepted"]
+        found = store.attempts_for(uuid, "long-run")
+    assert [a.answer for a in found] == ["lost", "accepted"]
+    assert all(a.written_at <= a.left_at for a in found if a.left_at is not None)
+    assert all(a.left_at is not None for a in found)

@@ -102,3 +102,23 @@ def test_what_each_operation_accepts(
     if problem is not None:
         assert found is not None
         assert problem in found
+
+
+async def test_a_cancel_whose_leaving_cannot_be_recorded_is_not_sent(
+    sim_settings: tuple[Simulator, Settings, str],
+) -> None:
+    sim, settings, uuid = sim_settings
+    marks: list[str] = []
+
+    def cannot_record() -> None:
+        marks.append("tried")
+        raise OSError("disk full")
+
+    async with Calls().client(settings, retry=FAST) as client:
+        await client.login()
+        with pytest.raises(TapisUnavailableError) as caught:
+            await client.cancel_job(uuid, before_send=cannot_record)
+        await client.cancel_job(uuid, before_send=lambda: marks.append("left"))
+    assert not caught.value.maybe_received
+    assert marks == ["tried"] * FAST.attempts + ["left"]
+    assert sim.cancels_received(uuid) == 1

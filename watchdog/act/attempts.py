@@ -120,8 +120,12 @@ async def send_cancel(
     if not CancelPlan.of(store.attempts_for(job_uuid, rule)).resend_left:
         return SendOutcome(LIMIT, None)
     attempt = store.begin_attempt(cancel_id, datetime.now(UTC))
+
+    def leaving() -> None:
+        store.mark_attempt_left(attempt.id, datetime.now(UTC))
+
     try:
-        await client.cancel_job(job_uuid)
+        await client.cancel_job(job_uuid, before_send=leaving)
     except (JobTerminalError, JobNotAuthorizedError, TapisAuthError) as exc:
         answer = TERMINAL if isinstance(exc, JobTerminalError) else REFUSED
         store.answer_attempt(attempt.id, answer, datetime.now(UTC), exc.detail)

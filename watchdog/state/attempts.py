@@ -2,18 +2,20 @@
 
 A cancel (one row of `cancels`, one per job and rule that acts) is sent at most twice: the first
 send and the one deliberate re-send `resend_after` later. Each send is an attempt, written durably
-*before* the request leaves, and given its answer when one comes back:
+before the request is built, marked durably as *left* at the last moment before its bytes are
+handed to the socket (`left_at`), and given its answer when one comes back:
 
     accepted      Tapis answered 200 with a cancel envelope
     lost          no usable answer, but Tapis may have acted (timeout, reset, garbled or empty 200)
     never_sent    the connection was never made (refused, connect timeout): Tapis cannot have it
     terminal      409, the job had already ended
     refused       any other refusal (401, 403, 404, 400)
-    (no answer)   the daemon stopped while the request was out: it may have reached Tapis
+    (no answer)   the daemon stopped: with `left_at`, while the request was out (it may have
+                  reached Tapis); without, before it left (it cannot have)
 
-An attempt with no answer, `accepted` or `lost` may have reached Tapis; those are the ones counted
-against the limit of two and followed as sent from the moment they were written, whatever restarts
-came between. `never_sent` attempts count for nothing: such a cancel is simply sent again.
+An attempt `accepted`, `lost`, or left and unanswered may have reached Tapis; those are the ones
+counted against the limit of two and followed as sent from the moment they were written, whatever
+restarts came between. The others count for nothing: such a cancel is simply sent again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import datetime  # noqa: TC003 - a field type of Attempt
 
 from watchdog.state.schema import from_db
 
-__all__ = ["MAX_REQUESTS", "MAYBE_RECEIVED", "Attempt", "answer", "begin"]
+__all__ = ["MAX_REQUESTS", "MAYBE_RECEIVED", "Attempt", "answer", "begin", "mark_left"]
 
 MAX_REQUESTS = 2
 """The most cancel requests that may reach Tapis for one (job, rule) decision."""
@@ -33,7 +35,7 @@ LOST = "lost"
 NEVER_SENT = "never_sent"
 TERMINAL = "terminal"
 REFUSED = "refused"
-MAYBE_RECEIVED = frozenset({ACCEPTED, LOST, None})
+MAYBE_RECEIVED = frozenset({ACCEPTED, LOST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +50,13 @@ class Attempt:
     answered_at: datetime | None
     answer: str | None
     detail: str | None
+    left_at: datetime | None = None
 
     @property
     def maybe_received(self) -> bool:
-        """Whether Tapis may have this request (accepted, answer lost, or never answered)."""
+        """Whether Tapis may have this request: accepted, answer lost, or left and unanswered."""
+        if self.answer is None:
+            return self.left_at is not None
         return self.answer in MAYBE_RECEIVED
 
     @classmethod
@@ -67,6 +72,7 @@ class Attempt:
             answered_at=from_db(row["answered_at"]),
             answer=row["answer"],
             detail=row["detail"],
+            left_at=from_db(row["left_at"]),
         )
 
 
@@ -91,4 +97,12 @@ def answer(
         "UPDATE cancel_attempts SET answer = ?1, answered_at = ?2, detail = ?3 "
         "WHERE id = ?4 AND answer IS NULL",
         (what, at, detail, attempt_id),
+    )
+
+
+def mark_left(conn: sqlite3.Connection, attempt_id: int, at: int) -> None:
+    """Record that the attempt's request is leaving (the first time is kept)."""
+    conn.execute(
+        "UPDATE cancel_attempts SET left_at = coalesce(left_at, ?1) WHERE id = ?2",
+        (at, attempt_id),
     )

@@ -118,6 +118,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cancel_attempts_job_rule ON cancel_attempts (job_uuid, rule);
     CREATE INDEX cancel_attempts_cancel ON cancel_attempts (cancel_id);
     """,
+    # When the request of an attempt was handed to the socket (None: it never left).
+    "ALTER TABLE cancel_attempts ADD COLUMN left_at INTEGER;",
 )
 
 PENDING = "pending"

@@ -286,6 +286,14 @@ class StateStore(AuditTrail, SilenceTable):
             except LookupError as exc:
                 raise StateError(f"state store {self.path}: {exc}") from None
 
+    def mark_attempt_left(self, attempt_id: int, at: datetime) -> None:
+        """Record (durably) that the attempt's request is being handed to the socket now.
+
+        Called from the worker thread sending it, at the last moment before the bytes leave.
+        """
+        with self._write(durable=True) as conn:
+            attempts.mark_left(conn, attempt_id, to_db(at))
+
     def answer_attempt(
         self, attempt_id: int, answer: str, at: datetime, detail: str | None = None
     ) -> None:

@@ -128,6 +128,7 @@ class TapisClient:
             debug_prints=False,
         )
         adapter = TimeoutAdapter(settings.timeout.total_seconds(), self.max_concurrency)
+        self._adapter = adapter
         self._tapis.requests_session.mount("http://", adapter)
         self._tapis.requests_session.mount("https://", adapter)
         self._hook = ResponseHook()
@@ -308,8 +309,12 @@ class TapisClient:
             raise TapisUnavailableError("get_history", "the history is not a list", job_uuid=uuid)
         return page
 
-    async def cancel_job(self, uuid: str) -> None:
+    async def cancel_job(self, uuid: str, *, before_send: Callable[[], None] | None = None) -> None:
         """Ask Tapis to cancel the job (`POST /jobs/{uuid}/cancel`); it ends later, if at all.
+
+        `before_send` runs in the sending thread right before each try's request is handed to
+        the socket (to record that it left); if it raises, that request is not sent and the call
+        fails as one that provably never left.
 
         Raises:
             JobTerminalError: the job already ended (409).
@@ -321,7 +326,7 @@ class TapisClient:
         # twice. The caller checks the job's status before it ever sends the cancel again.
         await self._call(
             "cancel_job",
-            lambda t: t.jobs.cancelJob(jobUuid=uuid),
+            lambda t: self._adapter.armed(before_send, lambda: t.jobs.cancelJob(jobUuid=uuid)),
             job_uuid=uuid,
             idempotent=False,
             expect=envelopes.cancel,

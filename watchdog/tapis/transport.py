@@ -19,7 +19,7 @@ import email.utils
 import math
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import requests
@@ -38,18 +38,33 @@ from watchdog.errors import (
 from watchdog.redaction import register_secret, scrub_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
 
 _MESSAGE_LIMIT = 500
+T = TypeVar("T")
+
+
+class SendAbortedError(Exception):
+    """The hook that runs right before a request leaves failed: the request was not sent."""
 
 
 class TimeoutAdapter(HTTPAdapter):
-    """Fills in a timeout on every request and parses JSON bodies once, with orjson."""
+    """Fills in a timeout on every request and parses JSON bodies once, with orjson; runs an
+    armed `before_send` hook (per thread) right before a request is handed to the socket."""
 
     def __init__(self, timeout: float, pool_size: int) -> None:
         self._default_timeout = timeout
+        self._armed = threading.local()
         super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
+
+    def armed(self, before_send: Callable[[], None] | None, send: Callable[[], T]) -> T:
+        """Run `send` (in this thread) with `before_send` called before each request it makes."""
+        self._armed.hook = before_send
+        try:
+            return send()
+        finally:
+            self._armed.hook = None
 
     def send(  # type: ignore[override]  # noqa: PLR0917 - requests' own signature
         self,
@@ -60,6 +75,12 @@ class TimeoutAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
+        hook: Callable[[], None] | None = getattr(self._armed, "hook", None)
+        if hook is not None:
+            try:
+                hook()
+            except Exception as exc:
+                raise SendAbortedError(str(exc)) from exc
         return super().send(
             request,
             stream=stream,
@@ -211,8 +232,9 @@ def translate_failure(
 
 
 def _never_sent(cause: BaseException | None) -> bool:
-    """True when the request provably never reached Tapis (the connection was not made)."""
-    if isinstance(cause, requests.exceptions.ConnectTimeout):
+    """True when the request provably never reached Tapis (the connection was not made, or the
+    hook before sending stopped it)."""
+    if isinstance(cause, SendAbortedError | requests.exceptions.ConnectTimeout):
         return True
     if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
         reason = getattr(cause.args[0], "reason", None)
