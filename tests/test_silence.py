@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from watchdog.jobs import Job
 from watchdog.rules.evaluate import Verdict
 from watchdog.rules.plan import plan
 from watchdog.rules.silence import (
+    SilenceIndex,
     SpareHint,
     glob_matches_everything,
     grace_warning,
@@ -500,3 +502,33 @@ def test_silence_events_reach_the_notification_targets_that_ask(tmp_path: Path) 
         assert f"Matches: uuid {JOB_A}" in body
         assert "Reason: night run" in body
         assert "By: dana" in body
+
+
+def test_the_poll_index_finds_the_same_silences_as_a_scan(store: StateStore) -> None:
+    """`SilenceIndex` (uuid and owner buckets, app globs memoised) against the plain scan."""
+    rng = random.Random(7)
+    uuids = [f"job-{i}" for i in range(12)]
+    owners, apps, rules = ["alice", "bob", "carol"], ["opensees-mp", "adcirc", "namd"], ["r", "q"]
+    for _ in range(40):
+        fields: dict[str, Any] = {}
+        if rng.random() < 0.4:
+            fields["uuids"] = rng.sample(uuids, rng.randint(1, 3))
+        if rng.random() < 0.4:
+            fields["owner"] = rng.choice(owners)
+        if rng.random() < 0.4:
+            fields["app"] = rng.choice(["opensees*", "adcirc", "*d*", "x*"])
+        if rng.random() < 0.3:
+            fields["rule"] = rng.choice(rules)
+        _add(store, rng.randint(1, 120), **fields)
+    silences = store.silences()
+    index = SilenceIndex(silences, at(30))
+    for uuid in uuids:
+        for owner in owners:
+            for app in apps:
+                job = _job(uuid, owner=owner, app=app)
+                expected = {
+                    rule: found
+                    for rule in rules
+                    if (found := silence_for(job, rule, silences, at(30))) is not None
+                }
+                assert index.by_rule(job, rules) == expected, (uuid, owner, app)

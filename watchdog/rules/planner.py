@@ -23,10 +23,10 @@ from watchdog.rules.plan_data import (
     PollPlan,
 )
 from watchdog.rules.silence import (
+    SilenceIndex,
     after_silence,
     grace_warning,
     silenced_skip,
-    silences_by_rule,
 )
 from watchdog.state.snapshot import (
     SILENCED,
@@ -54,6 +54,7 @@ class Planner:
     """The decisions of one poll, made against the snapshot as this poll's changes leave it."""
 
     def __init__(self, snapshot: StateSnapshot, now: datetime, settings: PlanSettings) -> None:
+        self.silences = SilenceIndex(settings.silences, now)
         self.now = now
         self.settings = settings
         self.snapshot = snapshot
@@ -91,7 +92,7 @@ class Planner:
             first_match = self._record_matches(job, matched)
             exempt = is_exempt(job, self.settings.exempt)
             rule_names = [v.rule for v in matched]
-            silenced = silences_by_rule(job, rule_names, self.settings.silences, self.now)
+            silenced = self.silences.by_rule(job, rule_names)
             decided = plan(matched, first_match, self.now, exempt=exempt, silenced=silenced)
             self._dispatch(job, decided.steps, candidates, shadows, spared)
         self._clear_stale(

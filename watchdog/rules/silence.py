@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from watchdog.state.schema import Silence
 
 __all__ = [
+    "SilenceIndex",
     "SpareHint",
     "after_silence",
     "glob_matches_everything",
@@ -76,12 +77,53 @@ def silences_by_rule(
     (what `rules.plan.plan` takes as `silenced`)."""
     if not silences:
         return {}
-    found: dict[str, Silence] = {}
-    for rule in rules:
-        silence = silence_for(job, rule, silences, now)
-        if silence is not None:
-            found[rule] = silence
-    return found
+    return SilenceIndex(silences, now).by_rule(job, rules)
+
+
+class SilenceIndex:
+    """The silences in force at one time, indexed by uuid and owner, for a whole poll.
+
+    A poll asks, for every job with a matching rule, which silence spares it: looking only at
+    the silences naming its uuid or its owner, and those with neither (an app glob, a rule
+    alone), keeps that cheap however many silences name other jobs.
+    """
+
+    def __init__(self, silences: Iterable[Silence], now: datetime) -> None:
+        self.now = now
+        self._by_uuid: dict[str, list[Silence]] = {}
+        self._by_owner: dict[str, list[Silence]] = {}
+        self._rest: list[Silence] = []
+        self._rest_for: dict[tuple[str, str], Silence | None] = {}
+        for silence in silences:
+            if not silence.active(now):
+                continue
+            if silence.uuids:
+                for uuid in silence.uuids:
+                    self._by_uuid.setdefault(uuid, []).append(silence)
+            elif silence.owner is not None:
+                self._by_owner.setdefault(silence.owner, []).append(silence)
+            else:
+                self._rest.append(silence)
+
+    def by_rule(self, job: Job, rules: Iterable[str]) -> dict[str, Silence]:
+        """Rule name → the silence sparing `job` from it, for the rules some silence spares."""
+        named = [*self._by_uuid.get(job.uuid, ()), *self._by_owner.get(job.owner, ())]
+        if not named and not self._rest:
+            return {}
+        found: dict[str, Silence] = {}
+        for rule in rules:
+            options = [s for s in (silence_for(job, rule, named, self.now),) if s is not None]
+            if self._rest:
+                # Without uuids or owner, only the app and the rule decide: once per pair.
+                key = (job.app_id, rule)
+                if key not in self._rest_for:
+                    self._rest_for[key] = silence_for(job, rule, self._rest, self.now)
+                rest = self._rest_for[key]
+                if rest is not None:
+                    options.append(rest)
+            if options:
+                found[rule] = max(options, key=lambda s: (s.until, s.id))
+        return found
 
 
 @dataclass(frozen=True, slots=True)
