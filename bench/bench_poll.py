@@ -196,12 +196,15 @@ def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     listing: list[float] = []
     original = daemon_module.poll_jobs
 
+    listing_cpu: list[float] = []
+
     async def timed_listing(*a: Any, **k: Any) -> Any:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         try:
             return await original(*a, **k)
         finally:
             listing.append(time.perf_counter() - began)
+            listing_cpu.append(time.process_time() - cpu)
 
     daemon_module.poll_jobs = timed_listing  # type: ignore[assignment]
     polls: list[dict[str, Any]] = []
@@ -223,6 +226,7 @@ def child_daemon(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
                     {
                         "duration": event["duration_s"],
                         "listing": listing[-1],
+                        "listing_cpu": listing_cpu[-1],
                         "cpu": cpu,
                         "gc": gc_clock.total - in_gc,
                         "written": written,
@@ -304,6 +308,9 @@ def summarize(size: int, kind: str, runs: list[tuple[dict[str, Any], dict[str, A
     ratio = [p / f for p, f in zip(poll, floor, strict=True)]
     listing_ratio = [p / f for p, f in zip(listing, floor, strict=True)]
     cpu_us = [statistics.median(p["cpu"] / max(1, p["jobs"]) * 1e6 for p in s) for s in steady]
+    listing_us = [
+        statistics.median(p["listing_cpu"] / max(1, p["jobs"]) * 1e6 for p in s) for s in steady
+    ]
     kib = [statistics.median(p["written"] / 1024 for p in s) for s in steady]
     in_gc = [statistics.median(p["gc"] for p in s) for s in steady]
     cold = [d["polls"][0]["duration"] for d, _ in runs]
@@ -321,7 +328,8 @@ def summarize(size: int, kind: str, runs: list[tuple[dict[str, Any], dict[str, A
         f"{spread(cold, '.1f'):<17} {cold_calls:>6}"
     )
     steady_rows.append(
-        f"{size:>7} {kind:<4} | {spread(cpu_us, '.1f'):<20} {spread(in_gc, '.2f'):<18} "
+        f"{size:>7} {kind:<4} | {spread(cpu_us, '.1f'):<20} {spread(listing_us, '.1f'):<20} "
+        f"{spread(in_gc, '.2f'):<18} "
         f"{spread(kib, '.1f'):<22} "
         f"{spread(rss1, '.0f'):<14} {spread(rss_last, '.0f'):<14} {spread(peak, '.0f'):<14}"
     )
@@ -378,7 +386,8 @@ def main() -> None:
     print()
     print(f"steady state (polls 2-{args.polls}), per poll; RSS after poll 1 and poll {args.polls}")
     header = (
-        f"{'jobs':>7} {'srv':<4} | {'cpu us/job/poll':<20} {'gc s/poll':<18} "
+        f"{'jobs':>7} {'srv':<4} | {'cpu us/job/poll':<20} {'of which listing':<20} "
+        f"{'gc s/poll':<18} "
         f"{'KiB written/poll':<22} "
         f"{'RSS poll 1 MB':<14} {'RSS last MB':<14} {'peak RSS MB':<14}"
     )
