@@ -236,3 +236,9 @@ def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
     done = watchdog("check", "-c", str(config), cwd=tmp_path, shell_prefix=">&-")
     assert "Traceback" not in done.stderr
     assert "unexpected error" not in done.stderr
+
+
+def test_a_closed_stderr_is_no_traceback_and_nothing_on_stdout(tmp_path: Path) -> None:
+    done = watchdog("check", "-c", str(tmp_path / "nope.yaml"), cwd=tmp_path, shell_prefix="2>&-")
+    assert done.returncode == EXIT_USAGE
+    assert done.stdout == ""

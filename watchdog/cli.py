@@ -352,10 +352,14 @@ def _resolve(spec: str) -> Handler:
 def _say(text: str) -> None:
     from watchdog.logs import is_journal  # noqa: PLC0415 - loaded by main already
 
-    # Under systemd, the reason a unit failed is an error to `journalctl -p err` (sd-daemon(3)).
-    prefix = "<3>" if is_journal(sys.stderr) else ""
-    # stderr itself may be gone (closed by the caller): there is no one left to tell.
+    # stderr itself may be gone (closed by the caller): there is no one left to tell, and
+    # print(file=None) would write to stdout instead.
+    if sys.stderr is None:
+        return
     with contextlib.suppress(OSError, ValueError, AttributeError):
+        # Under systemd, the reason a unit failed is an error to `journalctl -p err`
+        # (sd-daemon(3)).
+        prefix = "<3>" if is_journal(sys.stderr) else ""
         print(f"{prefix}tapis-watchdog: {text}", file=sys.stderr, flush=True)  # noqa: T201
 
 
@@ -407,8 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from watchdog.logs import configure_logging  # noqa: PLC0415 - after parsing, like handlers
 
-    configure_logging(level=args.log_level, log_format=args.log_format)
     try:
+        configure_logging(level=args.log_level, log_format=args.log_format)
         code = _run(_resolve(args.handler), args)
         if sys.stdout is not None:  # None when started with stdout closed
             sys.stdout.flush()
