@@ -135,6 +135,9 @@ def test_events_are_the_product_events() -> None:
         "tapis_error",
         "silence_added",
         "silence_expired",
+        "budget_warned",
+        "budget_exceeded",
+        "budget_recovered",
     }
     assert len(EVENTS) == len(set(EVENTS))
 

@@ -310,6 +310,9 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "job_cancel_failed": ("http_status", "error"),
     "circuit_opened": ("reason",),
     "circuit_closed": ("reason",),
+    "budget_warned": ("budget", "usage", "limit", "unit", "reason"),
+    "budget_exceeded": ("budget", "usage", "limit", "unit", "reason"),
+    "budget_recovered": ("budget", "usage", "limit", "unit", "reason"),
     "tapis_error": ("operation", "http_status", "error", "retry_in_s"),
 }
 SKIP_WHY = frozenset(

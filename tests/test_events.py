@@ -150,6 +150,21 @@ CASES: list[tuple[str, str, set[str], Callable[[EventLog], None]]] = [
         lambda log: log.circuit_opened("12 cancels due, 10 allowed", due=12, allowed=10),
     ),
     ("circuit_closed", "info", {"reason"}, lambda log: log.circuit_closed("within limits")),
+    *(
+        (
+            name,
+            level,
+            {"budget", "usage", "limit", "unit", "reason", "dry_run"},
+            lambda log, name=name: log.budget_event(
+                name, budget="sweep", usage=120.0, limit=100.0, unit="node_hours", reason="r"
+            ),
+        )
+        for name, level in (
+            ("budget_warned", "warning"),
+            ("budget_exceeded", "warning"),
+            ("budget_recovered", "info"),
+        )
+    ),
     (
         "tapis_error",
         "warning",

@@ -317,7 +317,10 @@ def test_add_by_owner_app_and_rule_with_an_author(config: Path) -> None:
         ([JOB_A, "--for", "0s", "--reason", "x"], "--for: must be longer than 0s"),
         ([JOB_A, "--for", "soon", "--reason", "x"], "--for: expected a duration"),
         ([JOB_A, "--for", "1h", "--reason", " "], "--reason: say why"),
-        ([JOB_A, "--for", "1h", "--reason", "x", "--rule", "nope"], "no rule named 'nope'"),
+        (
+            [JOB_A, "--for", "1h", "--reason", "x", "--rule", "nope"],
+            "no rule or budget named 'nope'",
+        ),
         (["not a uuid", "--for", "1h", "--reason", "x"], "not a job uuid"),
         ([JOB_A, "--for", "1h", "--reason", "x", "--all"], "drop --all"),
     ],

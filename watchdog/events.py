@@ -222,6 +222,39 @@ class EventLog:
     def circuit_closed(self, reason: str, **extra: Any) -> None:
         self.emit("info", "circuit_closed", reason=reason, **extra)
 
+    def budget_event(self, event: str, **fields: Any) -> None:
+        """The budget event of that name (`budget_warned`, `budget_exceeded`, ...)."""
+        getattr(self, event)(**fields)
+
+    def budget_warned(self, **fields: Any) -> None:
+        """Usage crossed `warn_at`: `budget`, `usage`, `limit`, `unit`, `reason`."""
+        self._budget("warning", "budget_warned", **fields)
+
+    def budget_exceeded(self, **fields: Any) -> None:
+        """Usage reached the limit: `budget`, `usage`, `limit`, `unit`, `reason`."""
+        self._budget("warning", "budget_exceeded", **fields)
+
+    def budget_recovered(self, **fields: Any) -> None:
+        """Usage came back below a level: `budget`, `usage`, `limit`, `unit`, `reason`."""
+        self._budget("info", "budget_recovered", **fields)
+
+    def _budget(
+        self,
+        level: str,
+        event: str,
+        *,
+        budget: str,
+        usage: float,
+        limit: float,
+        unit: str,
+        reason: str,
+        dry_run: bool | None = None,
+        **extra: Any,
+    ) -> None:
+        fields = {"budget": budget, "usage": usage, "limit": limit, "unit": unit}
+        dry = self.dry_run if dry_run is None else dry_run
+        self.emit(level, event, **fields, reason=reason, dry_run=dry, **extra)
+
     def tapis_error(
         self,
         operation: str,

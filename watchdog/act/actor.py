@@ -42,7 +42,9 @@ from watchdog.errors import (
 from watchdog.jobs import TERMINAL_STATUSES, Job, parse_job
 from watchdog.poll.history import fetch_status_entries
 from watchdog.rules.poll_plan import (
+    BudgetEvent,
     CircuitEvent,
+    JobEvent,
     PlanSettings,
     jobs_needing_history,
     plan_poll,
@@ -55,10 +57,12 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from watchdog.config.budget_schema import ChargeRates
     from watchdog.config.model import SafetySettings
     from watchdog.events import EventLog
+    from watchdog.rules.budgets import CompiledBudget
     from watchdog.rules.evaluate import CompiledRule
-    from watchdog.rules.poll_plan import Cancel, JobEvent, Lookup, PollPlan
+    from watchdog.rules.poll_plan import Cancel, Lookup, PollPlan
     from watchdog.rules.silence import SpareHint
     from watchdog.state.store import StateStore
     from watchdog.tapis.client import TapisClient
@@ -85,6 +89,9 @@ class Actor:
     follow_max_interval: float = 30.0
     spare: SpareHint | None = None
     """How grace warnings name the command that lets a job run (set by the daemon)."""
+    budgets: tuple[CompiledBudget, ...] = ()
+    """The budgets across jobs, compiled (set by the daemon, again on reload)."""
+    charge_rates: ChargeRates | None = None
     _follower: CancelFollower = field(init=False, repr=False)
     _shadow: ShadowStore | None = field(init=False, repr=False, default=None)
 
@@ -128,11 +135,31 @@ class Actor:
             silences=tuple(self.store.active_silences(now)),
             spare=self.spare,
             identity=self.client.identity,
+            budgets=self.budgets,
+            charge_rates=self.charge_rates,
         )
         decided = plan_poll(jobs, rules, snapshot, now, settings, entered=entered)
         records.apply(decided.changes)
         cancels = await self._carry_out(decided, records, now, followers)
         return PollOutcome(matches=decided.matches, cancels=cancels)
+
+    def _log_plan_event(self, event: CircuitEvent | BudgetEvent) -> None:
+        """A plan's event about the breaker or a budget (not about one job)."""
+        if isinstance(event, BudgetEvent):
+            self.events.budget_event(
+                event.event,
+                budget=event.budget,
+                usage=event.usage,
+                limit=event.limit,
+                unit=event.unit,
+                reason=event.reason,
+                budget_level=event.level,
+                dry_run=event.dry_run,
+            )
+        elif event.event == "circuit_opened":
+            self.events.circuit_opened(reason=event.reason, due=event.due, allowed=event.allowed)
+        else:
+            self.events.circuit_closed(reason=event.reason)
 
     async def _carry_out(
         self,
@@ -144,17 +171,12 @@ class Actor:
         """Log the plan's events, then make its Tapis calls. Returns the cancels sent."""
         notes: list[JobEvent] = []
         for event in decided.events:
-            if isinstance(event, CircuitEvent):
-                if event.event == "circuit_opened":
-                    self.events.circuit_opened(
-                        reason=event.reason, due=event.due, allowed=event.allowed
-                    )
-                else:
-                    self.events.circuit_closed(reason=event.reason)
-                continue
-            self._log(event)
-            if event.note_tapis:
-                notes.append(event)
+            if isinstance(event, JobEvent):
+                self._log(event)
+                if event.note_tapis:
+                    notes.append(event)
+            else:
+                self._log_plan_event(event)
         async with anyio.create_task_group() as tg:
             for note in notes:
                 tg.start_soon(self._note_tapis, note)

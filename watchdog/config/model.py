@@ -104,6 +104,9 @@ EVENTS: tuple[str, ...] = (
     "tapis_error",
     "silence_added",
     "silence_expired",
+    "budget_warned",
+    "budget_exceeded",
+    "budget_recovered",
 )
 LIST_TYPES: tuple[str, ...] = ("MY_JOBS", "SHARED_JOBS", "ALL_JOBS")
 _DIGEST = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")

@@ -13,13 +13,23 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from watchdog.config.budget_schema import ChargeRates
     from watchdog.config.model import ExemptSettings, SafetySettings
     from watchdog.jobs import Job
+    from watchdog.rules.budgets import BudgetStatus, CompiledBudget
     from watchdog.rules.silence import SpareHint
     from watchdog.state.schema import Silence
     from watchdog.state.snapshot import Decision, StateChanges
 
-__all__ = ["Cancel", "CircuitEvent", "JobEvent", "Lookup", "PlanSettings", "PollPlan"]
+__all__ = [
+    "BudgetEvent",
+    "Cancel",
+    "CircuitEvent",
+    "JobEvent",
+    "Lookup",
+    "PlanSettings",
+    "PollPlan",
+]
 
 JobEventName = Literal["rule_matched", "job_warned", "job_cleared", "job_cancel_skipped"]
 
@@ -41,6 +51,10 @@ class PlanSettings:
     identity: str | None = None
     """The user Tapis acts as: a job owned by someone else (listed through sharing) is never
     cancelled, since sharing gives no right to cancel (None: unknown, every job counts as own)."""
+    budgets: tuple[CompiledBudget, ...] = ()
+    """The budgets across jobs (`rules.budgets`), in file order after the rules."""
+    charge_rates: ChargeRates | None = None
+    """SU per node hour, for su budgets."""
 
     @classmethod
     def from_safety(
@@ -52,6 +66,8 @@ class PlanSettings:
         silences: tuple[Silence, ...] = (),
         spare: SpareHint | None = None,
         identity: str | None = None,
+        budgets: tuple[CompiledBudget, ...] = (),
+        charge_rates: ChargeRates | None = None,
     ) -> PlanSettings:
         return cls(
             exempt=safety.exempt,
@@ -62,6 +78,8 @@ class PlanSettings:
             silences=silences,
             spare=spare,
             identity=identity,
+            budgets=budgets,
+            charge_rates=charge_rates,
         )
 
 
@@ -91,6 +109,20 @@ class CircuitEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetEvent:
+    """A budget crossed a level: `budget_warned`, `budget_exceeded` or `budget_recovered`."""
+
+    event: Literal["budget_warned", "budget_exceeded", "budget_recovered"]
+    budget: str
+    usage: float
+    limit: float
+    unit: str
+    reason: str
+    level: str
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """A warned match of a job the poll no longer lists: its `job_cleared` needs its record."""
 
@@ -112,7 +144,9 @@ class PollPlan:
     """Everything one poll does, as data: write `changes`, log `events`, then call Tapis."""
 
     changes: StateChanges
-    events: tuple[JobEvent | CircuitEvent, ...]
+    events: tuple[JobEvent | CircuitEvent | BudgetEvent, ...]
     lookups: tuple[Lookup, ...]
     cancels: tuple[Cancel, ...]
     matches: int
+    budgets: tuple[BudgetStatus, ...] = ()
+    """Where each budget stands at this poll (for metrics, the page and `budgets`)."""

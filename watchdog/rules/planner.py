@@ -12,9 +12,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from watchdog.rules.breaker import decide_breaker
+from watchdog.rules.budget_plan import plan_budgets
+from watchdog.rules.budgets import Run
 from watchdog.rules.evaluate import evaluate_matches
 from watchdog.rules.plan import is_exempt, plan
 from watchdog.rules.plan_data import (
+    BudgetEvent,
     Cancel,
     CircuitEvent,
     JobEvent,
@@ -61,7 +64,7 @@ class Planner:
         self.decisions: dict[tuple[str, str], Decision] = dict(snapshot.decisions)
         self.touched: dict[tuple[str, str], Decision] = {}
         self.claims_known = set(snapshot.dry_warnings)
-        self.events: list[JobEvent | CircuitEvent] = []
+        self.events: list[JobEvent | CircuitEvent | BudgetEvent] = []
         self.matches: list[tuple[str, str]] = []
         self.warned: list[tuple[str, str]] = []
         self.cleared: list[tuple[str, str]] = []
@@ -71,11 +74,21 @@ class Planner:
         self.lookups: list[Lookup] = []
         self.cancels: list[Cancel] = []
         self.breaker_open: bool | None = None
+        self.budget_order: dict[tuple[str, str], int] = {}
+        """(job, budget) → its place in the budget's cancel order (newest first, ...)."""
 
     def run(
         self, jobs: Sequence[Job], rules: Sequence[CompiledRule], entered: Mapping[str, datetime]
     ) -> PollPlan:
         since = {**self.snapshot.status_entries, **entered}
+        ended = (Run(job, at) for job, at in self.snapshot.ended)
+        budgets = plan_budgets(jobs, ended, self.snapshot.budget_levels, self.now, self.settings)
+        self.events.extend(budgets.events)
+        self.budget_order = {
+            (job.uuid, status.name): place
+            for status in budgets.statuses
+            for place, job in enumerate(status.over)
+        }
         matches = 0
         candidates: list[tuple[Job, Verdict]] = []
         shadows: list[tuple[Job, Verdict]] = []
@@ -85,6 +98,7 @@ class Planner:
             status_since = None if job.status in CLOCK_IN_RECORD else since.get(job.uuid)
             # Only what matched is explained: the plan needs nothing else.
             matched = evaluate_matches(job, rules, self.now, status_since)
+            matched += budgets.verdicts.get(job.uuid, ())
             seen[job.uuid] = {v.rule for v in matched}
             matches += len(matched)
             if not matched:
@@ -95,9 +109,9 @@ class Planner:
             silenced = self.silences.by_rule(job, rule_names)
             decided = plan(matched, first_match, self.now, exempt=exempt, silenced=silenced)
             self._dispatch(job, decided.steps, candidates, shadows, spared)
-        self._clear_stale(
-            {job.uuid: job for job in jobs}, seen, {r.name for r in rules if r.dry_run}
-        )
+        dry_rules = {r.name for r in rules if r.dry_run}
+        dry_rules |= {b.name for b in self.settings.budgets if b.config.dry_run}
+        self._clear_stale({job.uuid: job for job in jobs}, seen, dry_rules)
         for job, verdict in shadows:
             self._skip_once(job, verdict, "dry_run")
         for job, step in spared:
@@ -118,6 +132,7 @@ class Planner:
             breaker_open=self.breaker_open,
             dry_cancels=tuple(self.dry_cancels),
             decisions=tuple(self.touched.values()),
+            budget_levels=budgets.levels,
         )
         return PollPlan(
             changes=changes,
@@ -125,6 +140,7 @@ class Planner:
             lookups=tuple(self.lookups),
             cancels=tuple(self.cancels),
             matches=matches,
+            budgets=budgets.statuses,
         )
 
     def _dispatch(
@@ -332,6 +348,8 @@ class Planner:
                 self._skip_once(job, verdict, "not_authorized")
             else:
                 due.append((job, verdict))
+        # Rules' cancels in poll order, then budgets' in their own order, for the breaker's cut.
+        due.sort(key=lambda item: self.budget_order.get((item[0].uuid, item[1].rule), -1))
         allowed = self._breaker(due)
         dry = self.settings.dry_run
         for job, verdict in due[:allowed]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from watchdog.rules.evaluate import needs_status_since
 from watchdog.rules.plan_data import (
+    BudgetEvent,
     Cancel,
     CircuitEvent,
     JobEvent,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from watchdog.state.snapshot import StateSnapshot
 
 __all__ = [
+    "BudgetEvent",
     "Cancel",
     "CircuitEvent",
     "JobEvent",

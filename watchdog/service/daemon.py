@@ -44,6 +44,7 @@ from watchdog.events import EventLog, register_secret
 from watchdog.jobs import JobCache
 from watchdog.poll.scan import poll_jobs
 from watchdog.redaction import register_basic_credentials
+from watchdog.rules.budgets import compile_budgets
 from watchdog.rules.evaluate import CompiledRule, compile_rules, fields_needed
 from watchdog.rules.silence import SpareHint
 from watchdog.service.collector import PollCollector
@@ -428,6 +429,8 @@ class Daemon:
         self.actor.safety = config.safety
         self.actor.resend_after = config.safety.resend_after.total_seconds()
         self.actor.spare = spare_hint(self.config_path, config)
+        self.actor.budgets = compile_budgets(config.budgets)
+        self.actor.charge_rates = config.charge_rates
         self.actor.dry_run = self.dry_run
         self.events.dry_run = self.dry_run
         if self.metrics is not None:
@@ -535,6 +538,8 @@ def build_daemon(
         dry_run=dry,
         resend_after=config.safety.resend_after.total_seconds(),
         spare=spare_hint(config_path, config),
+        budgets=compile_budgets(config.budgets),
+        charge_rates=config.charge_rates,
     )
     daemon = Daemon(
         config_path=config_path,

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from watchdog.state.snapshot import StateChanges
 
 BREAKER_META_KEY = "circuit_open"
+BUDGET_META_PREFIX = "budget_level:"
+"""`meta` keys of the budgets' levels: `budget_level:<budget name>` → ok | warn | over."""
 DRY_WARNING_PREFIX = "job_warned:dry_run:"
 
 _TOUCH = (
@@ -129,12 +131,15 @@ def read_snapshot(
         "WHERE d.first_match_at IS NOT NULL AND n.event LIKE ?1",
         (f"{DRY_WARNING_PREFIX}%",),
     ).fetchall()
+    # The breaker's window and the budgets' levels: one query.
     breaker = conn.execute(
         "SELECT (SELECT value FROM meta WHERE key = ?1), (SELECT count(*) FROM cancels "
         "WHERE dry_run = 0 AND (sent_at >= ?2 OR (sent_at IS NULL AND finished_at IS NULL "
-        "AND begun_at >= ?2)))",
-        (BREAKER_META_KEY, to_db(hour_ago)),
+        "AND begun_at >= ?2))), (SELECT json_group_object(key, value) FROM meta "
+        "WHERE key LIKE ?3)",
+        (BREAKER_META_KEY, to_db(hour_ago), f"{BUDGET_META_PREFIX}%"),
     ).fetchone()
+    levels: dict[str, Any] = orjson.loads(breaker[2] or "{}")
     entries = {}
     for uuid, entered in clocks:
         at = from_db(entered)
@@ -146,6 +151,7 @@ def read_snapshot(
         dry_warnings=frozenset((str(j), str(r), str(e)) for j, r, e in claims),
         breaker_open=breaker[0] == "1",
         cancels_last_hour=int(breaker[1]),
+        budget_levels={k.removeprefix(BUDGET_META_PREFIX): str(v) for k, v in levels.items()},
     )
 
 
@@ -178,4 +184,9 @@ def write_changes(conn: sqlite3.Connection, changes: StateChanges) -> None:
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
             (BREAKER_META_KEY, "1" if changes.breaker_open else "0"),
+        )
+    if changes.budget_levels:
+        conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(f"{BUDGET_META_PREFIX}{name}", level) for name, level in changes.budget_levels],
         )

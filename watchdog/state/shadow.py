@@ -47,6 +47,7 @@ class ShadowStore:
     dry_warnings: set[tuple[str, str, str]] = field(default_factory=set)
     breaker_open: bool | None = None
     cancels_at: list[datetime] = field(default_factory=list)
+    budget_levels: dict[str, str] = field(default_factory=dict)
 
     def snapshot(self, statuses: Mapping[str, str], now: datetime) -> StateSnapshot:
         """The real store's snapshot, with this dry run's own changes laid over it."""
@@ -60,6 +61,7 @@ class ShadowStore:
             dry_warnings=frozenset(self.dry_warnings),
             breaker_open=real.breaker_open if self.breaker_open is None else self.breaker_open,
             cancels_last_hour=real.cancels_last_hour + recent,
+            budget_levels={**real.budget_levels, **self.budget_levels},
         )
 
     def apply(self, changes: StateChanges) -> None:
@@ -74,6 +76,7 @@ class ShadowStore:
         if changes.breaker_open is not None:
             self.breaker_open = changes.breaker_open
         self.cancels_at.extend(changes.at for _ in changes.dry_cancels)
+        self.budget_levels.update(changes.budget_levels)
 
 
 def _reconsidered(decision: Decision) -> Decision:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
+    from watchdog.jobs import Job
+
 __all__ = [
     "RECONSIDER",
     "SILENCED",
@@ -84,6 +86,10 @@ class StateSnapshot:
         dry_warnings: the claims of dry-run warnings already logged, as (job, rule, claim key).
         breaker_open: the circuit breaker was open after the last poll that had cancels due.
         cancels_last_hour: real cancels sent (or maybe sent) in the rolling hour before now.
+        ended: jobs that ended, with their `remoteEnded`, as the store keeps them for the
+            budgets' windows (`state.ended`).
+        budget_levels: each budget's level after the last poll (`ok`, `warn`, `over`; absent:
+            `ok`), so its events are logged once per crossing, across restarts.
     """
 
     decisions: Mapping[Key, Decision] = field(default_factory=dict)
@@ -91,6 +97,8 @@ class StateSnapshot:
     dry_warnings: frozenset[tuple[str, str, str]] = frozenset()
     breaker_open: bool = False
     cancels_last_hour: int = 0
+    budget_levels: Mapping[str, str] = field(default_factory=dict)
+    ended: tuple[tuple[Job, datetime], ...] = ()
 
     def decision(self, job_uuid: str, rule: str) -> Decision | None:
         """The decision of (job, rule), or None when the rule never matched the job."""
@@ -128,6 +136,7 @@ class StateChanges:
         dry_cancels: (job, rule) a dry run would have cancelled now (only a dry run's memory
             counts them, for its rolling hour).
         decisions: every decision these changes touch, as they leave it.
+        budget_levels: (budget, level) of the budgets whose level changed now.
     """
 
     at: datetime
@@ -141,6 +150,7 @@ class StateChanges:
     breaker_open: bool | None = None
     dry_cancels: tuple[Key, ...] = ()
     decisions: tuple[Decision, ...] = ()
+    budget_levels: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -153,5 +163,6 @@ class StateChanges:
             or self.acted
             or self.dry_warnings
             or self.dry_cancels
+            or self.budget_levels
             or self.breaker_open is not None
         )

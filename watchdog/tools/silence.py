@@ -161,11 +161,14 @@ def check_selectors(args: argparse.Namespace, config: OfflineConfig) -> list[str
         found.append("--owner: must not be empty")
     if args.app is not None and not args.app.strip():
         found.append("--app: must not be empty")
-    # Budgets (when they exist) are spared through the same names: add theirs here.
-    names = [rule.name for rule in config.rules]
+    # Budgets' cancels are spared through the same names as rules'.
+    names = [rule.name for rule in config.rules] + [budget.name for budget in config.budgets]
     if args.rule is not None and args.rule not in names:
         known = ", ".join(names) or "none"
-        found.append(f"--rule: no rule named {args.rule!r} in {config.source} (rules: {known})")
+        found.append(
+            f"--rule: no rule or budget named {args.rule!r} in {config.source} "
+            f"(rules and budgets: {known})"
+        )
     app_narrows = args.app is not None and not glob_matches_everything(args.app)
     narrowed = bool(args.uuids) or args.owner is not None or app_narrows
     if args.all and narrowed:

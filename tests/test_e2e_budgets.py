@@ -1,0 +1,109 @@
+"""End to end: budgets across jobs on simulated fleets the daemon has not seen.
+
+`run --once` in this process against the simulator over real HTTP through real tapipy; each run
+is a fresh daemon on the same state store, so the second run is also a restart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from test_e2e_harness import base_fleet, check_event_fields, jobs_of, named, one
+
+if TYPE_CHECKING:
+    from test_e2e_harness import TenantFactory
+
+pytestmark = pytest.mark.anyio
+
+SWEEP: dict[str, Any] = {
+    "name": "sweep-daily",
+    "match": {"app": "opensees*", "tags_any": ["sweep"]},
+    "window": "24h",
+    "limit": {"node_hours": 100},
+    "action": "cancel",
+}
+
+
+def sweep(name: str, status: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "status": status, "appId": "opensees-mp", "tags": ["sweep"], **fields}
+
+
+FLEET = [
+    sweep("sweep-running", "RUNNING", remoteStarted="-12h", nodeCount=10),  # 120 node hours
+    sweep("sweep-queued-1", "QUEUED", created="-3h"),
+    sweep("sweep-queued-2", "PENDING", created="-1h"),
+    {"name": "lab-queued", "status": "QUEUED", "appId": "namd", "tags": ["sweep"]},
+    {
+        "name": "lab-running",
+        "status": "RUNNING",
+        "appId": "namd",
+        "remoteStarted": "-30h",
+        "nodeCount": 50,
+    },
+]
+
+
+async def test_over_its_node_hour_budget_only_the_groups_queued_jobs_are_cancelled(
+    tenant: TenantFactory,
+) -> None:
+    t = tenant(base_fleet(FLEET))
+    t.write_config([], budgets=[SWEEP])
+    queued = t.uuids("sweep-queued-1", "sweep-queued-2")
+
+    first = await t.run_once()
+    check_event_fields(first)
+    exceeded = one(first, "budget_exceeded")
+    assert (exceeded["budget"], exceeded["usage"], exceeded["limit"], exceeded["unit"]) == (
+        "sweep-daily",
+        pytest.approx(120, abs=0.1),
+        100.0,
+        "node_hours",
+    )
+    assert set(t.posts("cancel")) == queued
+    assert jobs_of(first, "job_cancelled", rule="sweep-daily") == queued
+    reasons = {e["reason"] for e in named(first, "job_cancel_requested")}
+    assert reasons == {"sweep-daily: 120 of 100 node hours in the last 1d"}
+    for name in ("sweep-running", "lab-queued", "lab-running"):
+        assert t.sim.job(t.uuid(name))["status"] in {"RUNNING", "QUEUED"}, name
+
+    # A restart: nothing cancelled twice, the budget's level is known, so no second event.
+    t.sim.clear_requests()
+    second = await t.run_once()
+    assert t.posts("cancel") == []
+    assert not named(second, "budget_exceeded")
+    assert not named(second, "job_cancel_requested")
+
+
+async def test_a_count_limit_cancels_exactly_the_newest_excess(tenant: TenantFactory) -> None:
+    jobs = [
+        sweep("oldest", "RUNNING", created="-9h", remoteStarted="-8h"),
+        sweep("old", "QUEUED", created="-8h"),
+        sweep("middle", "RUNNING", created="-7h", remoteStarted="-6h"),
+        sweep("newer", "RUNNING", created="-3h", remoteStarted="-2h"),
+        sweep("newest", "QUEUED", created="-1h"),
+    ]
+    t = tenant(base_fleet(jobs))
+    lanes = {
+        "name": "lanes",
+        "match": {"tags_any": ["sweep"]},
+        "limit": {"active_jobs": 3},
+        "action": "cancel",
+    }
+    t.write_config([], budgets=[lanes])
+    events = await t.run_once()
+    assert set(t.posts("cancel")) == t.uuids("newer", "newest")
+    assert jobs_of(events, "job_cancelled", rule="lanes") == t.uuids("newer", "newest")
+    assert one(events, "budget_exceeded")["reason"] == "lanes: 5 of 3 active jobs"
+
+
+async def test_a_dry_run_names_every_would_be_cancel_and_sends_none(
+    tenant: TenantFactory,
+) -> None:
+    t = tenant(base_fleet(FLEET))
+    t.write_config([], budgets=[SWEEP])
+    events = await t.run_once(dry_run=True)
+    assert t.posts("cancel") == []
+    skipped = jobs_of(events, "job_cancel_skipped", why="dry_run", rule="sweep-daily")
+    assert skipped == t.uuids("sweep-queued-1", "sweep-queued-2")
+    assert one(events, "budget_exceeded")["dry_run"] is True
