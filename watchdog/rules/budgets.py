@@ -26,14 +26,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from watchdog.config.fields import compact_duration
+from watchdog.jobs import Job
 from watchdog.rules.evaluate import Verdict, compile_selectors
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from watchdog.config.budget_schema import BudgetConfig, ChargeRates, LimitKind
-    from watchdog.jobs import Job
     from watchdog.rules.evaluate import Selector
+    from watchdog.state.snapshot import EndedJob
 
 __all__ = [
     "BudgetStatus",
@@ -43,6 +44,7 @@ __all__ = [
     "budget_verdicts",
     "compile_budgets",
     "describe_budget",
+    "ended_run",
     "figure",
     "node_hours",
     "usage",
@@ -114,6 +116,24 @@ class BudgetStatus:
     @property
     def unit(self) -> str:
         return self.budget.kind
+
+
+def ended_run(ended: EndedJob) -> Run:
+    """An ended job as the store keeps it, as a run."""
+    job = Job(
+        uuid=ended.uuid,
+        status=ended.status,
+        name=ended.name,
+        owner=ended.owner,
+        app_id=ended.app_id,
+        exec_system_id=ended.exec_system_id,
+        queue=ended.queue,
+        node_count=ended.node_count,
+        tags=ended.tags,
+        created=ended.created,
+        remote_started=ended.remote_started,
+    )
+    return Run(job, ended.remote_ended)
 
 
 def compile_budgets(configs: Iterable[BudgetConfig]) -> tuple[CompiledBudget, ...]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from watchdog.rules.breaker import decide_breaker
 from watchdog.rules.budget_plan import plan_budgets
-from watchdog.rules.budgets import Run
+from watchdog.rules.budgets import ended_run
 from watchdog.rules.evaluate import evaluate_matches
 from watchdog.rules.plan import is_exempt, plan
 from watchdog.rules.plan_data import (
@@ -81,7 +81,7 @@ class Planner:
         self, jobs: Sequence[Job], rules: Sequence[CompiledRule], entered: Mapping[str, datetime]
     ) -> PollPlan:
         since = {**self.snapshot.status_entries, **entered}
-        ended = (Run(job, at) for job, at in self.snapshot.ended)
+        ended = (ended_run(record) for record in self.snapshot.ended)
         budgets = plan_budgets(jobs, ended, self.snapshot.budget_levels, self.now, self.settings)
         self.events.extend(budgets.events)
         self.budget_order = {

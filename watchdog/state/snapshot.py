@@ -24,14 +24,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from watchdog.jobs import Job
-
 __all__ = [
     "RECONSIDER",
     "SILENCED",
     "TRANSIENT_OUTCOMES",
     "UNAVAILABLE",
     "Decision",
+    "EndedJob",
     "StateChanges",
     "StateSnapshot",
     "dry_warning_key",
@@ -74,6 +73,24 @@ def dry_warning_key(first_match_at: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class EndedJob:
+    """A job that ended, as kept for the budgets' windows: what their selectors and usage read."""
+
+    uuid: str
+    status: str
+    remote_started: datetime | None
+    remote_ended: datetime
+    node_count: int | None
+    app_id: str = ""
+    exec_system_id: str = ""
+    queue: str = ""
+    owner: str = ""
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    created: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StateSnapshot:
     """What the store knows about one poll's jobs, read at once before the plan.
 
@@ -86,8 +103,7 @@ class StateSnapshot:
         dry_warnings: the claims of dry-run warnings already logged, as (job, rule, claim key).
         breaker_open: the circuit breaker was open after the last poll that had cancels due.
         cancels_last_hour: real cancels sent (or maybe sent) in the rolling hour before now.
-        ended: jobs that ended, with their `remoteEnded`, as the store keeps them for the
-            budgets' windows (`state.ended`).
+        ended: jobs that ended, as the store keeps them for the budgets' windows.
         budget_levels: each budget's level after the last poll (`ok`, `warn`, `over`; absent:
             `ok`), so its events are logged once per crossing, across restarts.
     """
@@ -98,7 +114,7 @@ class StateSnapshot:
     breaker_open: bool = False
     cancels_last_hour: int = 0
     budget_levels: Mapping[str, str] = field(default_factory=dict)
-    ended: tuple[tuple[Job, datetime], ...] = ()
+    ended: tuple[EndedJob, ...] = ()
 
     def decision(self, job_uuid: str, rule: str) -> Decision | None:
         """The decision of (job, rule), or None when the rule never matched the job."""
