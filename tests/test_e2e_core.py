@@ -275,7 +275,15 @@ def test_subprocess_run_once_cancels_offenders_and_leaks_no_secret(
     assert done.returncode == 0, done.stderr
     events = parse_lines(done.stdout)
     check_event_fields(events)
-    assert sorted(t.posts("cancel")) == sorted(expected)
+    # A cancel refused for the token that just expired (401) goes again after the new login:
+    # each offender gets exactly one cancel Tapis accepted.
+    accepted = [
+        r.path.split("/")[3]
+        for r in t.sim.requests
+        if r.method == "POST" and r.endpoint == "cancel" and r.status == 200
+    ]
+    assert sorted(accepted) == sorted(expected)
+    assert set(t.posts("cancel")) == set(expected)
     for uuid, rule in expected.items():
         assert one(events, "job_cancelled", job_uuid=uuid, rule=rule)["final_status"] == "CANCELLED"
     assert one(events, "poll_completed")["cancels"] == len(expected)
