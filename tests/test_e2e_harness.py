@@ -314,6 +314,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "budget_exceeded": ("budget", "usage", "limit", "unit", "reason"),
     "budget_recovered": ("budget", "usage", "limit", "unit", "reason"),
     "tapis_error": ("operation", "http_status", "error", "retry_in_s"),
+    "silence_added": ("silence_id", "by", "reason", "matches", "created_at", "expires_at"),
+    "silence_expired": ("silence_id", "by", "reason", "matches", "expires_at", "expired_at"),
 }
 SKIP_WHY = frozenset(
     {"exempt", "dry_run", "circuit_open", "already_terminal", "not_authorized", "silenced"}
@@ -330,6 +332,9 @@ def check_event_fields(events: Sequence[Event]) -> None:
         assert not missing, (missing, event)
         if event["event"] == "job_cancel_skipped":
             assert event["why"] in SKIP_WHY, event
+            if event["why"] == "silenced":
+                named_fields = ("silence_id", "silenced_by", "silence_reason", "silenced_until")
+                assert all(event.get(k) for k in named_fields), event
         if event["event"] in JOB_EVENTS:
             missing = [k for k in JOB_FIELDS if k not in event]
             assert not missing, (missing, event)

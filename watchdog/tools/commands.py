@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
+from watchdog.config.fields import compact_duration
 from watchdog.config.model import Config, OfflineConfig, load_config, load_offline_config
 from watchdog.durations import format_duration
 from watchdog.errors import (
@@ -78,7 +79,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"  safety: dry_run={str(safety.dry_run).lower()}, "
         f"max {safety.max_cancels_per_poll}/poll and {safety.max_cancels_per_hour}/hour, "
         f"verify {format_duration(safety.verify_timeout)}, "
-        f"re-send after {format_duration(safety.resend_after)}"
+        f"re-send after {format_duration(safety.resend_after)}, "
+        f"silences up to {compact_duration(safety.max_silence)}"
     )
     if config.metrics is not None:
         _out(f"  listener: http://{config.metrics.listen}/ (status page, /metrics, /healthz)")
