@@ -107,3 +107,66 @@ async def test_a_dry_run_names_every_would_be_cancel_and_sends_none(
     skipped = jobs_of(events, "job_cancel_skipped", why="dry_run", rule="sweep-daily")
     assert skipped == t.uuids("sweep-queued-1", "sweep-queued-2")
     assert one(events, "budget_exceeded")["dry_run"] is True
+
+
+ENDED_FLEET = [
+    # Ended inside the window: 10 nodes x 8 h = 80 node hours.
+    sweep(
+        "sweep-done",
+        "FINISHED",
+        created="-21h",
+        remoteStarted="-20h",
+        remoteEnded="-12h",
+        ended="-11h50m",
+        nodeCount=10,
+    ),
+    # Ended before the window: counts nothing.
+    sweep(
+        "sweep-old",
+        "FINISHED",
+        created="-40h",
+        remoteStarted="-39h",
+        remoteEnded="-30h",
+        ended="-30h",
+        nodeCount=10,
+    ),
+    sweep("sweep-running", "RUNNING", remoteStarted="-3h", nodeCount=10),  # 30 node hours
+    sweep("sweep-queued", "QUEUED", created="-1h"),
+    {
+        "name": "lab-done",
+        "status": "FINISHED",
+        "appId": "namd",
+        "remoteStarted": "-10h",
+        "remoteEnded": "-2h",
+        "ended": "-2h",
+        "nodeCount": 99,
+    },
+    {"name": "lab-queued", "status": "QUEUED", "appId": "namd", "tags": ["sweep"]},
+]
+
+
+async def test_ended_jobs_fill_the_window_and_a_restart_neither_loses_nor_repeats(
+    tenant: TenantFactory,
+) -> None:
+    t = tenant(base_fleet(ENDED_FLEET))
+    t.write_config([], budgets=[SWEEP])
+
+    first = await t.run_once()
+    check_event_fields(first)
+    exceeded = one(first, "budget_exceeded")
+    assert exceeded["usage"] == pytest.approx(110, abs=0.1)  # 80 ended + 30 running
+    assert t.posts("cancel") == [t.uuid("sweep-queued")]
+    searches = [r.params for r in t.sim.requests if r.endpoint == "search"]
+    ended_searches = [p for p in searches if "ended.gt" in p]
+    assert ended_searches
+    assert all(p["status.in"] == ["CANCELLED,FAILED,FINISHED"] for p in ended_searches)
+
+    # A restart, with a new queued job of the group: the ended job is no longer in the span
+    # searched (it ended before the last look), yet its usage is kept, once.
+    t.sim.clear_requests()
+    late = t.sim.add_job(sweep("sweep-late", "QUEUED"))
+    second = await t.run_once()
+    assert t.posts("cancel") == [late]
+    (requested,) = named(second, "job_cancel_requested")
+    assert requested["reason"] == "sweep-daily: 110 of 100 node hours in the last 1d"
+    assert not named(second, "budget_exceeded")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from watchdog.act.attempts import send_cancel
+from watchdog.act.ended import refresh_ended
 from watchdog.act.verify import CancelFollower
 from watchdog.errors import (
     JobNotAuthorizedError,
@@ -92,6 +93,9 @@ class Actor:
     budgets: tuple[CompiledBudget, ...] = ()
     """The budgets across jobs, compiled (set by the daemon, again on reload)."""
     charge_rates: ChargeRates | None = None
+    list_type: str = "MY_JOBS"
+    """How ended jobs are searched for the budgets (`poll.list_type`, `poll.page_size`)."""
+    page_size: int = 500
     _follower: CancelFollower = field(init=False, repr=False)
     _shadow: ShadowStore | None = field(init=False, repr=False, default=None)
 
@@ -126,6 +130,17 @@ class Actor:
         statuses = {job.uuid: job.status for job in jobs}
         records = self._records(dry_run)
         snapshot = records.snapshot(statuses, now)
+        if self.budgets:
+            ended = await refresh_ended(
+                self.client,
+                self.store,
+                self.events,
+                self.budgets,
+                now,
+                list_type=self.list_type,
+                page_size=self.page_size,
+            )
+            snapshot = replace(snapshot, ended=ended)
         wanted = jobs_needing_history(jobs, rules, snapshot, now)
         entered = await fetch_status_entries(self.client, wanted, now) if wanted else {}
         settings = PlanSettings.from_safety(

@@ -105,8 +105,10 @@ async def poll_jobs(
     on_malformed: OnMalformed | None = None,
     max_ranges: int | None = None,
     parse: Parse = parse_job,
+    conditions: Mapping[str, str] | None = None,
 ) -> PollResult:
-    """List every job of the identity whose status is in `statuses`, with `fields` selected.
+    """List every job of the identity whose status is in `statuses`, with `fields` selected
+    (and every other condition of `conditions`, such as `ended.gt`).
 
     Each list type of `scans_for(list_type)` is scanned by key; the scans run concurrently and
     their jobs are merged by uuid (a job both own and shared is one job). By default
@@ -132,6 +134,7 @@ async def poll_jobs(
         on_malformed=on_malformed,
         parse=parse,
     )
+    poll.conditions = {**poll.conditions, **(conditions or {})}
     scans = scans_for(list_type)
     started = time.perf_counter()
     try:

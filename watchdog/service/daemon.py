@@ -431,6 +431,8 @@ class Daemon:
         self.actor.spare = spare_hint(self.config_path, config)
         self.actor.budgets = compile_budgets(config.budgets)
         self.actor.charge_rates = config.charge_rates
+        self.actor.list_type = config.poll.list_type
+        self.actor.page_size = config.poll.page_size
         self.actor.dry_run = self.dry_run
         self.events.dry_run = self.dry_run
         if self.metrics is not None:
@@ -540,6 +542,8 @@ def build_daemon(
         spare=spare_hint(config_path, config),
         budgets=compile_budgets(config.budgets),
         charge_rates=config.charge_rates,
+        list_type=config.poll.list_type,
+        page_size=config.poll.page_size,
     )
     daemon = Daemon(
         config_path=config_path,

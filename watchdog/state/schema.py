@@ -120,6 +120,19 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # When the request of an attempt was handed to the socket (None: it never left).
     "ALTER TABLE cancel_attempts ADD COLUMN left_at INTEGER;",
+    # Jobs that ended, kept for the budgets' windows (see state/ended.py): one row per job, so a
+    # job read twice is counted once.
+    """
+    CREATE TABLE ended_jobs (
+        job_uuid TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        remote_started INTEGER,
+        remote_ended INTEGER NOT NULL,
+        node_count INTEGER,
+        record TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX ended_jobs_remote_ended ON ended_jobs (remote_ended);
+    """,
 )
 
 PENDING = "pending"

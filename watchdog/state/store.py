@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from watchdog.errors import StateError
 from watchdog.state import attempts, batch
 from watchdog.state.audit import AuditTrail
+from watchdog.state.ended import EndedTable
 from watchdog.state.schema import (
     JOB_TABLES,
     MIGRATIONS,
@@ -49,7 +50,7 @@ HOUR = timedelta(hours=1)
 __all__ = ["MIGRATIONS", "CancelRecord", "Decision", "Silence", "StateStore"]
 
 
-class StateStore(AuditTrail, SilenceTable):
+class StateStore(AuditTrail, SilenceTable, EndedTable):
     """The daemon's memory across restarts, in one SQLite file. Build it with `StateStore.open`.
 
     Meant for one thread at a time (the daemon's event loop), but the connection may be opened in a
