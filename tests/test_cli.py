@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "sim",
     "demo",
     "init",
+    "budgets",
 )
 
 

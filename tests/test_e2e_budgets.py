@@ -6,6 +6,7 @@ is a fresh daemon on the same state store, so the second run is also a restart.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -170,3 +171,36 @@ async def test_ended_jobs_fill_the_window_and_a_restart_neither_loses_nor_repeat
     (requested,) = named(second, "job_cancel_requested")
     assert requested["reason"] == "sweep-daily: 110 of 100 node hours in the last 1d"
     assert not named(second, "budget_exceeded")
+
+
+def test_the_budgets_command_prints_figures_a_hand_computation_gives(
+    tenant: TenantFactory,
+) -> None:
+    fleet = [
+        {**job, "maxMinutes": 300} if job["name"] == "sweep-running" else job for job in ENDED_FLEET
+    ]
+    t = tenant(base_fleet(fleet))
+    lanes = {
+        "name": "lanes",
+        "match": {"tags_any": ["sweep"]},
+        "limit": {"active_jobs": 3},
+        "action": "warn",
+    }
+    t.write_config([], budgets=[SWEEP, lanes])
+    done = t.command("budgets", "--json", "-c", str(t.config_path))
+    assert done.returncode == 0, done.stderr
+    sweep_line, lanes_line = (json.loads(line) for line in done.stdout.splitlines())
+    # 10 nodes x 8 h ended inside the window + 10 nodes x 3 h running; 2 h more to maxMinutes.
+    assert sweep_line["usage"] == pytest.approx(110, abs=0.1)
+    assert sweep_line["projected"] == pytest.approx(130, abs=0.1)
+    assert (sweep_line["limit"], sweep_line["remaining"], sweep_line["level"]) == (100, 0, "over")
+    assert sweep_line["acts_on"] == 1
+    # Active jobs tagged sweep: sweep-running, sweep-queued, lab-queued.
+    assert (lanes_line["usage"], lanes_line["remaining"], lanes_line["projected"]) == (3, 0, None)
+    assert t.posts("cancel") == []
+    text = t.command("budgets", "-c", str(t.config_path)).stdout.splitlines()
+    assert text[0] == (
+        "sweep-daily: 110 of 100 node hours in the last 1d, 0 remaining, 130 projected with "
+        "running jobs at their maxMinutes [over: cancels 1 jobs]"
+    )
+    assert text[1] == "lanes: 3 of 3 active jobs, 0 remaining [ok]"

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(handler="watchdog.tools.commands:cmd_check")
 
+    _add_budgets(sub)
+
     p = sub.add_parser(
         "explain",
         help="show, rule by rule, what matches a job and why",
@@ -223,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(sub)
     _add_logging_options(parser)
     return parser
+
+
+def _add_budgets(sub: Any) -> None:
+    p = sub.add_parser(
+        "budgets",
+        help="show where each budget stands: usage, limit, remaining, projection",
+        description=(
+            "List the identity's active jobs and the jobs that ended inside the budgets' windows"
+            " from Tapis, and print each budget's usage (or count), limit, what remains, and for"
+            " node_hours and su budgets a projection with every running job at its maxMinutes."
+            " Acts on nothing and writes nothing. Exit: 0; 1 Tapis failed; 2 usage or"
+            " configuration; 3 cannot authenticate."
+        ),
+    )
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per budget and line")
+    p.set_defaults(handler="watchdog.tools.budgets:cmd_budgets")
 
 
 def _add_init(sub: Any) -> None:

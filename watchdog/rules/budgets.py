@@ -22,7 +22,7 @@ as `rule`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from watchdog.config.fields import compact_duration
@@ -47,6 +47,7 @@ __all__ = [
     "ended_run",
     "figure",
     "node_hours",
+    "projection",
     "usage",
 ]
 
@@ -209,6 +210,32 @@ def assess(
     warn_at = budget.config.warn_at
     level: Level = "over" if over else "warn" if warn_at and used >= warn_at * limit else "ok"
     return BudgetStatus(budget, used, level, _reason(budget, used), tuple(targets), uncharged)
+
+
+def projection(
+    status: BudgetStatus, jobs: Sequence[Job], now: datetime, rates: ChargeRates | None = None
+) -> tuple[float | None, int]:
+    """A usage budget's usage if every running job of its group ran on to its `maxMinutes`
+    (an upper bound: what leaves a rolling window meanwhile is not taken off), and how many of
+    those jobs have no `maxMinutes` (not projected). None for a count limit."""
+    budget = status.budget
+    if budget.kind not in {"node_hours", "su"}:
+        return None, 0
+    now = _utc(now)
+    total, unknown = status.usage, 0
+    for job in jobs:
+        if not budget.holds(job) or not _running(job) or job.remote_started is None:
+            continue
+        if not job.max_minutes or job.max_minutes < 0:
+            unknown += 1
+            continue
+        end = _utc(job.remote_started) + timedelta(minutes=job.max_minutes)
+        more = node_hours(Run(job, end), now, end) if end > now else 0.0
+        if budget.kind == "su":
+            rate = rates.rate(job.exec_system_id, job.queue) if rates else None
+            more = more * rate if rate is not None else 0.0
+        total += more
+    return total, unknown
 
 
 def budget_verdicts(statuses: Iterable[BudgetStatus]) -> dict[str, list[Verdict]]:
