@@ -10,7 +10,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_e2e_harness import base_fleet, check_event_fields, jobs_of, named, one
+from test_e2e_harness import PASSWORD, base_fleet, check_event_fields, jobs_of, named, one
+
+from watchdog.service.daemon import build_daemon
 
 if TYPE_CHECKING:
     from test_e2e_harness import TenantFactory
@@ -204,3 +206,27 @@ def test_the_budgets_command_prints_figures_a_hand_computation_gives(
         "running jobs at their maxMinutes [over: cancels 1 jobs]"
     )
     assert text[1] == "lanes: 3 of 3 active jobs, 0 remaining [ok]"
+
+
+async def test_metrics_export_each_budgets_usage_and_limit(tenant: TenantFactory) -> None:
+    t = tenant(base_fleet(ENDED_FLEET))
+    t.write_config([], budgets=[SWEEP], metrics={"listen": "127.0.0.1:0"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("E2E_TAPIS_PASSWORD", PASSWORD)
+        daemon, server = build_daemon(t.config_path, dry_run=True, once=True)
+    try:
+        assert await daemon.serve() == 0
+        assert daemon.metrics is not None
+        text = daemon.metrics.render().decode()
+    finally:
+        daemon.store.close()
+        if server is not None:
+            server.close()
+    labels = '{budget="sweep-daily",unit="node_hours"}'
+    assert f"tapis_watchdog_budget_limit{labels} 100.0" in text
+    usage = next(
+        line
+        for line in text.splitlines()
+        if line.startswith(f"tapis_watchdog_budget_usage{labels}")
+    )
+    assert float(usage.split()[-1]) == pytest.approx(110, abs=0.1)

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from watchdog.config.budget_schema import ChargeRates
     from watchdog.config.model import SafetySettings
     from watchdog.events import EventLog
-    from watchdog.rules.budgets import CompiledBudget
+    from watchdog.rules.budgets import BudgetStatus, CompiledBudget
     from watchdog.rules.evaluate import CompiledRule
     from watchdog.rules.poll_plan import Cancel, Lookup, PollPlan
     from watchdog.rules.silence import SpareHint
@@ -75,6 +75,8 @@ class PollOutcome:
 
     matches: int
     cancels: int
+    budgets: tuple[BudgetStatus, ...] = ()
+    """Where each budget stood at this poll (for the metrics)."""
 
 
 @dataclass
@@ -156,7 +158,7 @@ class Actor:
         decided = plan_poll(jobs, rules, snapshot, now, settings, entered=entered)
         records.apply(decided.changes)
         cancels = await self._carry_out(decided, records, now, followers)
-        return PollOutcome(matches=decided.matches, cancels=cancels)
+        return PollOutcome(matches=decided.matches, cancels=cancels, budgets=decided.budgets)
 
     def _log_plan_event(self, event: CircuitEvent | BudgetEvent) -> None:
         """A plan's event about the breaker or a budget (not about one job)."""

@@ -293,6 +293,7 @@ class Daemon:
         self.last_cycle_at = time.monotonic()
         if self.metrics is not None:
             self.metrics.set_jobs_watched(len(result.jobs))
+            self.metrics.set_budgets((b.name, b.unit, b.usage, b.limit) for b in outcome.budgets)
         self.events.poll_completed(
             jobs_seen=len(result.jobs),
             matches=outcome.matches,

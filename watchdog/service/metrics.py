@@ -23,6 +23,8 @@ Every product name starts with `tapis_watchdog_`:
     tapis_calls_total{operation, http_status}  http_status "none" when no response came back
     tapis_call_duration_seconds{operation}     histogram
     circuit_open                               1 while the breaker holds cancels back
+    budget_usage{budget, unit}                 each budget's usage (or count) at the last poll
+    budget_limit{budget, unit}                 its limit
     build_info{version}
 
 plus prometheus_client's `process_*` (CPU, memory, open files, start time), `python_info` and
@@ -164,6 +166,18 @@ class Metrics:
         self.circuit_open = Gauge(
             f"{_PREFIX}_circuit_open", "1 while the circuit breaker holds cancels.", registry=r
         )
+        self.budget_usage = Gauge(
+            f"{_PREFIX}_budget_usage",
+            "Each budget's usage (node hours, SU) or count at the last poll.",
+            ["budget", "unit"],
+            registry=r,
+        )
+        self.budget_limit = Gauge(
+            f"{_PREFIX}_budget_limit",
+            "Each budget's limit, in the unit of its usage.",
+            ["budget", "unit"],
+            registry=r,
+        )
         Info(f"{_PREFIX}_build", "The running version.", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -190,6 +204,12 @@ class Metrics:
             self.cancels_requested.labels(rule=rule)
             for outcome in _CANCEL_OUTCOMES.values():
                 self.cancels.labels(rule=rule, outcome=outcome)
+
+    def set_budgets(self, figures: Iterable[tuple[str, str, float, float]]) -> None:
+        """Record each budget's (name, unit, usage, limit) at the last poll."""
+        for name, unit, usage, limit in figures:
+            self.budget_usage.labels(budget=name, unit=unit).set(usage)
+            self.budget_limit.labels(budget=name, unit=unit).set(limit)
 
     def set_jobs_watched(self, count: int) -> None:
         """Record how many active jobs the last poll saw."""
