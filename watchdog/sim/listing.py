@@ -201,7 +201,7 @@ def _run(
         rec = job.record
         return bool(rec["visible"]) and rec["tenant"] == tenant and user in job.shared_with
 
-    any_shared = list_type != "MY_JOBS" and any(user in j.shared_with for j in store)
+    any_shared = list_type != "MY_JOBS" and store.has_shares(user)
     skip = max(paging.skip, 0)
     chosen: list[SimJob] = []
     if list_type != "SHARED_JOBS":

@@ -32,6 +32,7 @@ class JobStore:
         self._version = 0
         self._ordered: dict[tuple[Order, ...], tuple[int, list[SimJob]]] = {}
         self._pending: set[str] = set()
+        self._sharees: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -75,8 +76,13 @@ class JobStore:
             live=bool(partial.get("live", True)),
         )
         self._jobs[job.uuid] = job
+        self._sharees |= job.shared_with
         self.changed()
         return job
+
+    def has_shares(self, user: str) -> bool:
+        """Whether any job is shared with `user` (`JobListUtils.getSharedJobUuids` not empty)."""
+        return user in self._sharees
 
     def ordered(self, orders: Sequence[Order]) -> list[SimJob]:
         """Every job in the given order (creation order when none), cached until a change."""
