@@ -350,3 +350,16 @@ def test_adding_a_job_never_lowers_usage(runs: list[Run], extra: list[Run]) -> N
     added = [Run(Job(**{**_fields(r.job), "uuid": f"new-{r.job.uuid}"}), r.ended) for r in extra]
     before = usage(budget(), runs, NOW)[0]
     assert usage(budget(), [*runs, *added], NOW)[0] >= before - 1e-9
+
+
+def test_check_prints_each_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from watchdog.cli import main  # noqa: PLC0415 - the command as a person runs it
+
+    path = tmp_path / "config.yaml"
+    lanes = {"name": "lanes", "limit": {"running_jobs": 4}, "action": "cancel"}
+    path.write_text(yaml.safe_dump({**BASE, "budgets": [OK, lanes]}))
+    assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "  budgets (2):\n" in out
+    assert "    b: cancel not-started jobs over 10 node hours in the last 1d\n" in out
+    assert "    lanes: cancel the newest jobs over 4 running jobs\n" in out

@@ -230,3 +230,5 @@ async def test_metrics_export_each_budgets_usage_and_limit(tenant: TenantFactory
         if line.startswith(f"tapis_watchdog_budget_usage{labels}")
     )
     assert float(usage.split()[-1]) == pytest.approx(110, abs=0.1)
+    # Exported from the start, so the first unconfirmed cancel of a budget fires its alert.
+    assert 'tapis_watchdog_cancels_total{outcome="unconfirmed",rule="sweep-daily"} 0.0' in text

@@ -438,7 +438,10 @@ class Daemon:
         self.events.dry_run = self.dry_run
         if self.metrics is not None:
             self.metrics.set_interval(config.poll.interval.total_seconds())
-            self.metrics.declare_rules(rule.name for rule in rules)
+            # Budgets' cancels are counted under their names too.
+            self.metrics.declare_rules(
+                [*(r.name for r in rules), *(b.name for b in config.budgets)]
+            )
         self.events.config_reloaded(
             config_path=str(self.config_path),
             rule_count=len(rules),
@@ -499,7 +502,7 @@ def build_daemon(
     built: list[Daemon] = []
     if config.metrics is not None:
         metrics = Metrics(config.poll.interval.total_seconds())
-        metrics.declare_rules(rule.name for rule in rules)
+        metrics.declare_rules([*(r.name for r in rules), *(b.name for b in config.budgets)])
         page = StatusPage(config.state.path, live=lambda: built[0].live_state())  # noqa: PLW0108 - bound late
         try:
             server = start_server(config.metrics.listen, metrics)
