@@ -159,6 +159,9 @@ async def test_ended_jobs_fill_the_window_and_a_restart_neither_loses_nor_repeat
     exceeded = one(first, "budget_exceeded")
     assert exceeded["usage"] == pytest.approx(110, abs=0.1)  # 80 ended + 30 running
     assert t.posts("cancel") == [t.uuid("sweep-queued")]
+    assert jobs_of(first, "job_cancelled", rule="sweep-daily") == {t.uuid("sweep-queued")}
+    assert t.sim.job(t.uuid("sweep-running"))["status"] == "RUNNING"
+    assert t.sim.job(t.uuid("lab-queued"))["status"] == "QUEUED"
     searches = [r.params for r in t.sim.requests if r.endpoint == "search"]
     ended_searches = [p for p in searches if "ended.gt" in p]
     assert ended_searches
