@@ -361,12 +361,18 @@ def run_campaign(
         healthy_jobs = [u for u in sim.uuids() if u not in offenders]
         started = time.monotonic()
         proc = _start(config, directory)
-        deadline = started + clean_timeout_s
-        while time.monotonic() < deadline and not _all_done(state, offenders):
-            time.sleep(0.25)
-        clean_s = time.monotonic() - started
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            deadline = started + clean_timeout_s
+            while time.monotonic() < deadline and not _all_done(state, offenders):
+                time.sleep(0.25)
+            clean_s = time.monotonic() - started
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            # A campaign cut short must not leave its daemon running into the next test.
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         lines += out.splitlines()
         events = [_parse(line) for line in lines]
         events = [e for e in events if e is not None]
