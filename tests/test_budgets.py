@@ -363,3 +363,41 @@ def test_check_prints_each_budget(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "  budgets (2):\n" in out
     assert "    b: cancel not-started jobs over 10 node hours in the last 1d\n" in out
     assert "    lanes: cancel the newest jobs over 4 running jobs\n" in out
+
+
+def test_a_fleet_case_expects_a_budgets_cancels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from watchdog.cli import main  # noqa: PLC0415 - the command as a person runs it
+
+    config = tmp_path / "config.yaml"
+    sweep = {**OK, "name": "sweep", "match": {"app": "opensees*"}, "limit": {"node_hours": 100}}
+    config.write_text(yaml.safe_dump({**BASE, "budgets": [sweep]}))
+    fleet = [
+        {"name": "big", "appId": "opensees", "status": "RUNNING", "remoteStarted": "-3h",
+         "nodeCount": 10},
+        {"name": "waiting", "appId": "opensees", "status": "QUEUED"},
+        {"name": "other", "appId": "namd", "status": "QUEUED"},
+    ]  # fmt: skip
+    done = {"name": "done", "appId": "opensees", "status": "FINISHED", "remoteStarted": "-20h",
+            "remoteEnded": "-12h", "nodeCount": 10}  # fmt: skip
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        yaml.safe_dump(
+            {
+                "cases": [
+                    {"name": "over", "fleet": fleet, "ended": [done],
+                     "expect_cancels": {"waiting": "sweep"}},
+                    {"name": "under without the ended job", "fleet": fleet, "expect_cancels": {}},
+                    {"name": "wrong", "fleet": fleet, "expect_cancels": {}, "ended": [done]},
+                ]
+            }
+        )
+    )  # fmt: skip
+    assert main(["test-rules", "-c", str(config), str(cases)]) == 1
+    out = capsys.readouterr().out
+    assert "ok    over\n" in out
+    assert "ok    under without the ended job\n" in out
+    assert (
+        "FAIL  wrong\n      expected cancels: none\n      got cancels:      waiting by sweep" in out
+    )

@@ -19,6 +19,18 @@ Every case goes through the daemon's own code path (`jobs.parse_job` → `rules.
           queue-wait: "-30m"
         expect: cancel              # cancel | warn | none
         rule: frontera-12h          # which rule (required for cancel and warn)
+      - name: the sweep over its node-hour budget
+        fleet:                      # a whole poll: partial records, each with a unique name
+          - {name: big, appId: opensees-mp, status: RUNNING, remoteStarted: "-12h", nodeCount: 10}
+          - {name: waiting, appId: opensees-mp, status: QUEUED}
+        ended:                      # optional: jobs that ended, with remoteEnded
+          - {name: done, appId: opensees-mp, status: FINISHED, remoteStarted: "-20h",
+             remoteEnded: "-12h", nodeCount: 10}
+        expect_cancels:             # job name -> the rule or budget that cancels it ({}: none)
+          waiting: sweep-daily
+
+A fleet case is planned as one poll of the daemon (`rules.poll_plan.plan_poll`, with every rule,
+budget, exemption and the circuit breaker), with nothing in the state store but its ended jobs.
 
 Exit codes: 0 every case passes, 1 a case fails, 2 the case file or configuration is invalid.
 """
@@ -39,8 +51,11 @@ from watchdog.config.model import OfflineConfig, load_offline_config
 from watchdog.durations import parse_relative
 from watchdog.errors import InputError, JobRecordError, UsageError
 from watchdog.jobs import TIMESTAMP_FIELDS, Job, format_timestamp, parse_job
+from watchdog.rules.budgets import compile_budgets
 from watchdog.rules.evaluate import CompiledRule, Verdict, compile_rules, evaluate
 from watchdog.rules.plan import Plan, is_exempt, plan
+from watchdog.rules.poll_plan import PlanSettings, plan_poll
+from watchdog.state.snapshot import EndedJob, StateSnapshot
 from watchdog.tools.commands import read_input
 
 if TYPE_CHECKING:
@@ -48,6 +63,7 @@ if TYPE_CHECKING:
 
 EXPECTATIONS = ("cancel", "warn", "none")
 CASE_KEYS = frozenset({"name", "now", "job", "status_since", "first_match", "expect", "rule"})
+FLEET_KEYS = frozenset({"name", "now", "fleet", "ended", "expect_cancels"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +90,17 @@ class CaseResult:
         if self.plan.outcome != self.case.expect:
             return False
         return self.case.expect == "none" or self.plan.rule == self.case.rule
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCase:
+    """One offline test of a whole poll: which jobs the plan cancels, and under which name."""
+
+    name: str
+    now: datetime
+    jobs: tuple[Job, ...]
+    ended: tuple[EndedJob, ...]
+    expect: Mapping[str, str]
 
 
 class CaseError(ValueError):
@@ -165,7 +192,85 @@ def _case(raw: Any, index: int, file_now: datetime, rule_names: set[str]) -> Cas
     )
 
 
-def load_cases(path: Path, config: OfflineConfig) -> list[Case]:
+def _fleet_case(
+    raw: Mapping[str, Any], index: int, file_now: datetime, names: set[str]
+) -> FleetCase:
+    name = str(raw.get("name") or f"case {index + 1}")
+    where = f"cases[{index}] ({name})"
+    unknown = sorted(set(raw) - FLEET_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} in a fleet case")
+    now = _time(raw["now"], file_now, f"{where}.now") if "now" in raw else file_now
+    jobs = [
+        _job(r, now, f"{where}.fleet[{n}]") for n, r in enumerate(_records(raw, "fleet", where))
+    ]
+    ended = [
+        _ended_record(r, now, f"{where}.ended[{n}]")
+        for n, r in enumerate(_records(raw, "ended", where))
+    ]
+    seen = [job.name for job in jobs] + [job.name for job in ended]
+    twice = sorted({n for n in seen if seen.count(n) > 1})
+    if twice:
+        raise ValueError(f"{where}: job name {twice[0]!r} used twice (names tell jobs apart)")
+    expect = raw.get("expect_cancels")
+    if not isinstance(expect, Mapping):
+        raise CaseError(f"{where}.expect_cancels: expected a mapping of job name to rule or budget")
+    for job_name, rule in expect.items():
+        if job_name not in {job.name for job in jobs}:
+            raise ValueError(f"{where}.expect_cancels: no job named {job_name!r} in the fleet")
+        if rule not in names:
+            raise ValueError(f"{where}.expect_cancels.{job_name}: no rule or budget {rule!r}")
+    wanted = {str(k): str(v) for k, v in expect.items()}
+    return FleetCase(name, now, tuple(jobs), tuple(ended), wanted)
+
+
+def _records(raw: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    records = raw.get(key) or []
+    if not isinstance(records, list):
+        raise CaseError(f"{where}.{key}: expected a list of partial job records")
+    return records
+
+
+def _ended_record(record: Any, now: datetime, where: str) -> EndedJob:
+    job = _job(record, now, where)
+    end = record.get("remoteEnded") if isinstance(record, Mapping) else None
+    if end is None:
+        raise ValueError(f"{where}.remoteEnded: required for an ended job")
+    return _ended(job, _time(end, now, f"{where}.remoteEnded"))
+
+
+def _ended(job: Job, end: datetime) -> EndedJob:
+    return EndedJob(
+        uuid=job.uuid,
+        status=job.status,
+        remote_started=job.remote_started,
+        remote_ended=end,
+        node_count=job.node_count,
+        app_id=job.app_id,
+        exec_system_id=job.exec_system_id,
+        queue=job.queue,
+        owner=job.owner,
+        name=job.name,
+        tags=job.tags,
+        created=job.created,
+    )
+
+
+def run_fleet_case(
+    case: FleetCase, rules: Sequence[CompiledRule], config: OfflineConfig
+) -> dict[str, str]:
+    """Plan the fleet as one poll of the daemon: job name -> the rule or budget cancelling it."""
+    settings = PlanSettings.from_safety(
+        config.safety,
+        dry_run=False,
+        budgets=compile_budgets(config.budgets),
+        charge_rates=config.charge_rates,
+    )
+    decided = plan_poll(case.jobs, rules, StateSnapshot(ended=case.ended), case.now, settings)
+    return {cancel.job.name: cancel.rule for cancel in decided.cancels}
+
+
+def load_cases(path: Path, config: OfflineConfig) -> list[Case | FleetCase]:
     """Read a case file.
 
     Raises:
@@ -188,15 +293,20 @@ def load_cases(path: Path, config: OfflineConfig) -> list[Case]:
     if unknown:
         raise InputError([f"{unknown[0]}: unknown key"], source=source)
     rule_names = {rule.name for rule in config.rules}
+    names = rule_names | {budget.name for budget in config.budgets}
     problems: list[str] = []
-    cases: list[Case] = []
+    cases: list[Case | FleetCase] = []
     try:
         file_now = _time(data["now"], datetime.now(UTC), "now") if "now" in data else None
     except ValueError as exc:
         raise InputError([str(exc)], source=source) from exc
     for index, raw in enumerate(data["cases"]):
         try:
-            cases.append(_case(raw, index, file_now or datetime.now(UTC), rule_names))
+            now = file_now or datetime.now(UTC)
+            if isinstance(raw, Mapping) and "fleet" in raw:
+                cases.append(_fleet_case(raw, index, now, names))
+                continue
+            cases.append(_case(raw, index, now, rule_names))
         except (ValueError, KeyError) as exc:
             problems.append(str(exc))
     if problems:
@@ -212,6 +322,10 @@ def run_case(case: Case, rules: Sequence[CompiledRule], config: OfflineConfig) -
     return CaseResult(case=case, plan=decided, verdicts=tuple(verdicts))
 
 
+def _cancels(by_job: Mapping[str, str]) -> str:
+    return ", ".join(f"{job} by {rule}" for job, rule in sorted(by_job.items())) or "none"
+
+
 def _describe(outcome: str, rule: str | None) -> str:
     return outcome if outcome == "none" or rule is None else f"{outcome} by {rule}"
 
@@ -225,6 +339,16 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
     failed = 0
     out = sys.stdout
     for case in cases:
+        if isinstance(case, FleetCase):
+            cancelled = run_fleet_case(case, rules, config)
+            if cancelled == dict(case.expect):
+                print(f"ok    {case.name}", file=out)
+                continue
+            failed += 1
+            print(f"FAIL  {case.name}", file=out)
+            print(f"      expected cancels: {_cancels(case.expect)}", file=out)
+            print(f"      got cancels:      {_cancels(cancelled)}", file=out)
+            continue
         result = run_case(case, rules, config)
         if result.passed:
             print(f"ok    {case.name}", file=out)
