@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from watchdog.tapis.client import TapisClient
 
-__all__ = ["ENDED_FIELDS", "search_ended"]
+__all__ = ["ENDED_FIELDS", "ended_job", "search_ended"]
 
 ENDED_FIELDS: tuple[str, ...] = (
     "uuid",
@@ -74,7 +74,7 @@ async def search_ended(
         parse=parse,
         conditions={"ended.gt": since_condition(since)},
     )
-    return tuple(_ended(job, ends[job.uuid]) for job in result.jobs if job.uuid in ends)
+    return tuple(ended_job(job, ends[job.uuid]) for job in result.jobs if job.uuid in ends)
 
 
 def _time(value: Any) -> datetime | None:
@@ -84,7 +84,8 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _ended(job: Job, end: datetime) -> EndedJob:
+def ended_job(job: Job, end: datetime) -> EndedJob:
+    """The ended job kept for the budgets' windows, of `job`, which ended at `end`."""
     return EndedJob(
         uuid=job.uuid,
         status=job.status,

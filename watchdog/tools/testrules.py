@@ -51,6 +51,7 @@ from watchdog.config.model import OfflineConfig, load_offline_config
 from watchdog.durations import parse_relative
 from watchdog.errors import InputError, JobRecordError, UsageError
 from watchdog.jobs import TIMESTAMP_FIELDS, Job, format_timestamp, parse_job
+from watchdog.poll.ended import ended_job
 from watchdog.rules.budgets import compile_budgets
 from watchdog.rules.evaluate import CompiledRule, Verdict, compile_rules, evaluate
 from watchdog.rules.plan import Plan, is_exempt, plan
@@ -236,24 +237,7 @@ def _ended_record(record: Any, now: datetime, where: str) -> EndedJob:
     end = record.get("remoteEnded") if isinstance(record, Mapping) else None
     if end is None:
         raise ValueError(f"{where}.remoteEnded: required for an ended job")
-    return _ended(job, _time(end, now, f"{where}.remoteEnded"))
-
-
-def _ended(job: Job, end: datetime) -> EndedJob:
-    return EndedJob(
-        uuid=job.uuid,
-        status=job.status,
-        remote_started=job.remote_started,
-        remote_ended=end,
-        node_count=job.node_count,
-        app_id=job.app_id,
-        exec_system_id=job.exec_system_id,
-        queue=job.queue,
-        owner=job.owner,
-        name=job.name,
-        tags=job.tags,
-        created=job.created,
-    )
+    return ended_job(job, _time(end, now, f"{where}.remoteEnded"))
 
 
 def run_fleet_case(
