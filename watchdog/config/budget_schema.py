@@ -25,6 +25,8 @@ from watchdog.config.fields import (
     PositiveInt,
     PositiveNumber,
     StrictModel,
+    check_description,
+    check_name,
     problem,
     problems,
     show,
@@ -46,7 +48,6 @@ __all__ = [
 LimitKind = Literal["node_hours", "su", "running_jobs", "active_jobs"]
 LIMIT_KINDS: tuple[LimitKind, ...] = ("node_hours", "su", "running_jobs", "active_jobs")
 USAGE_UNITS: frozenset[str] = frozenset({"node_hours", "su"})
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 class BudgetLimit(StrictModel):
@@ -98,16 +99,12 @@ class BudgetConfig(StrictModel):
     @field_validator("name", mode="before")
     @classmethod
     def _check_name(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value or not set(value) <= _NAME_CHARS:
-            raise problem(f"expected letters, digits, - and _ only, got {show(value)}")
-        return value
+        return check_name(value)
 
     @field_validator("description", mode="before")
     @classmethod
     def _check_description(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
-            raise problem(f"expected a string, got {show(value)}")
-        return value
+        return check_description(value)
 
     @field_validator("match", mode="before")
     @classmethod

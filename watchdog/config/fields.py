@@ -8,6 +8,7 @@ person wrote them (`"twelve hours"`, `0`), never a secret: secret fields do not 
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -51,6 +52,23 @@ Loc = tuple[str | int, ...]
 def problem(message: str, *, at: Loc = ()) -> PydanticCustomError:
     """An error whose message is printed as is; `at` is a key path below the failing location."""
     return problems([(at, message)])
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_name(value: Any) -> str:
+    """A rule's or a budget's name: letters, digits, - and _ only."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise problem(f"expected letters, digits, - and _ only, got {show(value)}")
+    return value
+
+
+def check_description(value: Any) -> Any:
+    """An optional description: a string when given."""
+    if value is not None and not isinstance(value, str):
+        raise problem(f"expected a string, got {show(value)}")
+    return value
 
 
 def problems(found: list[tuple[Loc, str]]) -> PydanticCustomError:

@@ -7,7 +7,6 @@ a rule into "cancel everything").
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import re2
@@ -20,6 +19,8 @@ from watchdog.config.fields import (
     PositiveDuration,
     PositiveNumber,
     StrictModel,
+    check_description,
+    check_name,
     problem,
     problems,
     show,
@@ -44,7 +45,6 @@ CONDITION_KEYS: tuple[str, ...] = (
     "any",
     "not",
 )
-_RULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def compile_pattern(pattern: str) -> Any:
@@ -189,16 +189,12 @@ class RuleConfig(StrictModel):
     @field_validator("name", mode="before")
     @classmethod
     def _check_name(cls, value: Any) -> str:
-        if not isinstance(value, str) or not _RULE_NAME.match(value):
-            raise problem(f"expected letters, digits, - and _ only, got {show(value)}")
-        return value
+        return check_name(value)
 
     @field_validator("description", mode="before")
     @classmethod
     def _check_description(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
-            raise problem(f"expected a string, got {show(value)}")
-        return value
+        return check_description(value)
 
     @field_validator("match", mode="before")
     @classmethod
