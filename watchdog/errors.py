@@ -8,6 +8,7 @@
     ├── ListenError                 an address from the configuration cannot be listened on (exit 2)
     ├── JobRecordError              a job record from Tapis that cannot be read
     ├── StateError                  the SQLite state store cannot be opened or migrated
+    │   └── LeaseLostError          a write refused: another instance took the lease over
     └── TapisError                  a Tapis call failed (operation, http_status, detail)
         ├── TapisUnavailableError   connection, timeout, 5xx, 429: retry later (retry_after)
         ├── TapisAuthError          cannot authenticate (exit 3)
@@ -95,6 +96,19 @@ class JobRecordError(WatchdogError):
 
 class StateError(WatchdogError):
     """The state store cannot be opened, migrated or written."""
+
+
+class LeaseLostError(StateError):
+    """A write of the active instance was refused: its fencing token is no longer the lease's.
+
+    Another instance took the lease over (this one was paused, cut off or too slow to renew), so
+    nothing this instance decided may reach the store or Tapis any more: it becomes standby.
+    """
+
+    def __init__(self, holder: str, token: int, detail: str) -> None:
+        self.holder = holder
+        self.token = token
+        super().__init__(f"lease lost by {holder} (fencing token {token}): {detail}")
 
 
 class TapisError(WatchdogError):

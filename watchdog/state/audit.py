@@ -24,12 +24,13 @@ class AuditTrail(Database):
     def append_event(self, event: Mapping[str, Any]) -> None:
         """Append one event (its `timestamp`, `event`, `job_uuid`, `rule` and the whole as JSON).
 
-        Committed at once: a killed daemon loses no event it had appended.
+        Committed at once: a killed daemon loses no event it had appended. Not fenced: a
+        standby's own events (and a deposed instance's last ones) belong in the trail too.
         """
         at = _event_time(event.get("timestamp"))
         body = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         job_uuid, rule = event.get("job_uuid"), event.get("rule")
-        with self._write() as conn:
+        with self._write(fenced=False) as conn:
             conn.execute(
                 "INSERT INTO events (at, event, job_uuid, rule, body) VALUES (?, ?, ?, ?, ?)",
                 (

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from watchdog.errors import StateError
-from watchdog.state import files
+from watchdog.state import fence, files
 from watchdog.state.schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class Database:
         self._conn = conn
         self._lock = threading.RLock()
         self.path = path
+        self.fence: fence.Fence | None = None
+        """Set while this instance holds the lease: every fenced write checks it first."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -92,8 +94,12 @@ class Database:
     # -- plumbing ----------------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; `durable` syncs it to disk before returning."""
+    def _write(self, *, durable: bool = False, fenced: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; `durable` syncs it to disk before returning.
+
+        While `fence` is set, a `fenced` transaction starts with the fencing check and raises
+        `LeaseLostError` (rolled back, nothing written) once another instance holds the lease.
+        """
         with self._lock:
             conn = self._conn
             try:
@@ -102,6 +108,8 @@ class Database:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
+                        if fenced and self.fence is not None:
+                            fence.check(conn, self.fence)
                         yield conn
                     except BaseException:
                         conn.execute("ROLLBACK")

@@ -35,7 +35,7 @@ class EndedTable:
     if TYPE_CHECKING:
 
         def _write(
-            self, *, durable: bool = False
+            self, *, durable: bool = False, fenced: bool = True
         ) -> AbstractContextManager[sqlite3.Connection]: ...
 
         def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...

@@ -133,6 +133,20 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX ended_jobs_remote_ended ON ended_jobs (remote_ended);
     """,
+    # The lease of the one active instance (see state/lease.py): one row, `token` incremented at
+    # each takeover; times in microseconds by the database's clock where it has one.
+    """
+    CREATE TABLE leader (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        boot TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        token BIGINT NOT NULL,
+        acquired_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    """,
 )
 
 PENDING = "pending"

@@ -75,7 +75,7 @@ class SilenceTable(SilenceReads):
     if TYPE_CHECKING:
 
         def _write(
-            self, *, durable: bool = False
+            self, *, durable: bool = False, fenced: bool = True
         ) -> AbstractContextManager[sqlite3.Connection]: ...
 
     def add_silence(

@@ -25,6 +25,7 @@ from watchdog.errors import StateError
 from watchdog.state import attempts, batch
 from watchdog.state.audit import AuditTrail
 from watchdog.state.ended import EndedTable
+from watchdog.state.lease import LeaseTable
 from watchdog.state.schema import (
     JOB_TABLES,
     MIGRATIONS,
@@ -50,7 +51,7 @@ HOUR = timedelta(hours=1)
 __all__ = ["MIGRATIONS", "CancelRecord", "Decision", "Silence", "StateStore"]
 
 
-class StateStore(AuditTrail, SilenceTable, EndedTable):
+class StateStore(AuditTrail, LeaseTable, SilenceTable, EndedTable):
     """The daemon's memory across restarts, in one SQLite file. Build it with `StateStore.open`.
 
     Meant for one thread at a time (the daemon's event loop), but the connection may be opened in a
